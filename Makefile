@@ -1,0 +1,66 @@
+# wasmhook's whole set-up is two commands: `make run` and `make test`.
+#
+# Compiled artifacts live outside the checkout so that clean checkouts (CI) reuse them; the
+# built plugin components are copied into ./target/plugins, where the host looks for them.
+
+CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmhook/target
+export CARGO_TARGET_DIR
+
+PLUGINS := github netflix generic
+TEST_PLUGINS := hostile
+WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin
+OCTOKIT_VERSION := 7.6.1
+OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
+
+.PHONY: all toolchain plugins test-plugins fixtures fmt-check lint test run bench clean
+
+all: plugins
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+# One component per plugin at target/plugins/<name>.wasm.
+plugins: toolchain
+	cargo build --profile plugin --target wasm32-wasip2 $(foreach p,$(PLUGINS),-p wasmhook-plugin-$(p))
+	@mkdir -p target/plugins
+	@$(foreach p,$(PLUGINS),cp $(WASM_OUT)/wasmhook_plugin_$(p).wasm target/plugins/$(p).wasm;)
+	@ls -l target/plugins
+
+# Plugins that misbehave on purpose, for the isolation tests; never served by `make run`.
+test-plugins: toolchain
+	cargo build --profile plugin --target wasm32-wasip2 $(foreach p,$(TEST_PLUGINS),-p wasmhook-test-plugin-$(p))
+	@mkdir -p target/test-plugins
+	@$(foreach p,$(TEST_PLUGINS),cp $(WASM_OUT)/wasmhook_test_plugin_$(p).wasm target/test-plugins/$(p).wasm;)
+
+# Real GitHub payloads: every example of @octokit/webhooks-examples, from the npm registry.
+fixtures: $(OCTOKIT_DIR)/api.github.com/index.json
+
+$(OCTOKIT_DIR)/api.github.com/index.json:
+	@mkdir -p $(OCTOKIT_DIR)
+	cd $(OCTOKIT_DIR) && npm pack --silent @octokit/webhooks-examples@$(OCTOKIT_VERSION) >/dev/null \
+		&& tar xzf octokit-webhooks-examples-$(OCTOKIT_VERSION).tgz --strip-components=1 \
+		&& rm octokit-webhooks-examples-$(OCTOKIT_VERSION).tgz
+
+fmt-check:
+	cargo fmt --all --check
+
+lint: toolchain
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip2 $(foreach p,$(PLUGINS),-p wasmhook-plugin-$(p)) $(foreach p,$(TEST_PLUGINS),-p wasmhook-test-plugin-$(p)) -- -D warnings
+
+# Every check: formatting, lints with warnings denied, and every test.
+test: fmt-check lint plugins test-plugins fixtures
+	cargo test --workspace
+
+run: plugins
+	cargo build --release -p wasmhook
+	@$(foreach p,$(PLUGINS),$(CARGO_TARGET_DIR)/release/wasmhook plugin check target/plugins/$(p).wasm &&) true
+
+# Benchmarks (not run by `make test`): see BENCHMARKS.md for what they measure.
+bench: plugins
+	cargo bench -p wasmhook --bench plugin_call
+
+clean:
+	rm -rf target

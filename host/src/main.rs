@@ -1,0 +1,102 @@
+//! The `wasmhook` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wasmhook::plugin_tools::{self, RunOptions, RunVerdict};
+
+#[derive(Parser)]
+#[command(name = "wasmhook", version, about = "A webhook host with WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tools for plugin authors.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Loads a plugin component, prints its manifest, and fails with the reason when unusable.
+    Check {
+        /// The component file (`.wasm`).
+        file: PathBuf,
+    },
+    /// Runs a plugin's handle() once and prints each event as a CloudEvents JSON line.
+    Run {
+        /// The component file (`.wasm`).
+        file: PathBuf,
+        /// A file holding the request body, sent byte for byte.
+        #[arg(long)]
+        body: PathBuf,
+        /// A request header, `Name: value`; repeat for several.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// A file holding the source's configuration string.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A source secret; when given, the signature is checked as the server would. Repeat
+        /// for several (rotation).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// The source name the request is posted to.
+        #[arg(long, default_value = "local")]
+        source: String,
+        /// The receive time (RFC 3339); defaults to now.
+        #[arg(long)]
+        received_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WASMHOOK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Plugin { command } => match command {
+                PluginCommand::Check { file } => plugin_tools::check(&file).await.map(|()| true),
+                PluginCommand::Run {
+                    file,
+                    body,
+                    headers,
+                    config,
+                    secrets,
+                    source,
+                    received_at,
+                } => plugin_tools::run(RunOptions {
+                    plugin_path: file,
+                    body_path: body,
+                    headers,
+                    config_path: config,
+                    secrets,
+                    source_name: source,
+                    received_at,
+                })
+                .await
+                .map(|verdict| verdict != RunVerdict::Rejected),
+            },
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
