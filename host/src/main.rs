@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use wasmhook::plugin_tools::{self, RunOptions, RunVerdict};
 
 #[derive(Parser)]
-#[command(name = "wasmhook", version, about = "A webhook host with WebAssembly plugins")]
+#[command(
+    name = "wasmhook",
+    version,
+    about = "A webhook host with WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -182,10 +182,7 @@ mod tests {
     #[test]
     fn header_lines_parse_into_lower_case_names() {
         let table = [
-            (
-                "X-GitHub-Event: push",
-                Some(("x-github-event", "push")),
-            ),
+            ("X-GitHub-Event: push", Some(("x-github-event", "push"))),
             (
                 "webhook-signature:v1,abc= v1,def=",
                 Some(("webhook-signature", "v1,abc= v1,def=")),

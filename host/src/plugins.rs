@@ -233,10 +233,7 @@ pub struct PluginReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginOutcome {
     Events(Vec<NormalizedEvent>),
-    Rejected {
-        kind: RejectionKind,
-        reason: String,
-    },
+    Rejected { kind: RejectionKind, reason: String },
     Reply(PluginReply),
 }
 
@@ -293,8 +290,8 @@ impl PluginRuntime {
             .allocation_strategy(pool)
             .epoch_interruption(true)
             .concurrency_support(false);
-        let engine =
-            Engine::new(&config).map_err(|error| anyhow::anyhow!("creating the engine: {error}"))?;
+        let engine = Engine::new(&config)
+            .map_err(|error| anyhow::anyhow!("creating the engine: {error}"))?;
 
         let mut linker = Linker::<PluginState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -379,13 +376,14 @@ impl PluginRuntime {
             content_hash,
             limits,
         };
-        let manifest = plugin
-            .describe()
-            .await
-            .map_err(|error| PluginLoadError::DescribeFailed {
-                path: label.to_owned(),
-                cause: error.to_string(),
-            })?;
+        let manifest =
+            plugin
+                .describe()
+                .await
+                .map_err(|error| PluginLoadError::DescribeFailed {
+                    path: label.to_owned(),
+                    cause: error.to_string(),
+                })?;
         validate_manifest(&manifest).map_err(|reason| PluginLoadError::InvalidManifest {
             path: label.to_owned(),
             reason,
@@ -417,7 +415,9 @@ impl PluginRuntime {
             return Component::new(&self.engine, bytes).map_err(not_a_component);
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         let cache_path = cache_dir.join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()));
         if cache_path.exists() {
             // SAFETY: the file was written by `Component::serialize` of this host, for these
@@ -526,10 +526,14 @@ fn write_cache_entry(
     let serialized = component
         .serialize()
         .map_err(|error| anyhow::anyhow!("serializing: {error}"))?;
-    // Write then rename, so that a concurrent loader never sees half a file.
-    let temporary = cache_path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, serialized).context("writing the cache entry")?;
-    std::fs::rename(&temporary, cache_path).context("renaming the cache entry")?;
+    // Write a uniquely named file, then rename it into place: loaders map cache entries into
+    // memory, so an entry must never be truncated or rewritten once it has its final name.
+    let mut temporary =
+        tempfile::NamedTempFile::new_in(cache_dir).context("creating a temporary cache file")?;
+    std::io::Write::write_all(&mut temporary, &serialized).context("writing the cache entry")?;
+    temporary
+        .persist(cache_path)
+        .context("renaming the cache entry into place")?;
     Ok(())
 }
 
@@ -587,9 +591,9 @@ fn validate_scheme(scheme: &SignatureScheme) -> Result<(), String> {
             signature_header,
             timestamp_header,
             ..
-        } if !header_is_valid(signature_header) || !header_is_valid(timestamp_header) => Err(
-            "versioned-hmac signature and timestamp headers must be header names".to_owned(),
-        ),
+        } if !header_is_valid(signature_header) || !header_is_valid(timestamp_header) => {
+            Err("versioned-hmac signature and timestamp headers must be header names".to_owned())
+        }
         _ => Ok(()),
     }
 }
@@ -1050,10 +1054,47 @@ impl wasmtime_wasi::cli::IsTerminal for CapturedOutput {
     }
 }
 
+impl CapturedOutput {
+    /// Appends what fits under the cap and drops the rest.
+    fn append(&self, bytes: &[u8]) {
+        let mut buffer = self.buffer.lock().expect("capture lock poisoned");
+        let room = self.capacity.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
 impl wasmtime_wasi::cli::StdoutStream for CapturedOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    /// A direct synchronous stream: the default adapter moves every write through a channel to
+    /// a background task, which makes each `println!` in a plugin cost microseconds.
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        // Always report room: bytes past the cap are dropped, never refused.
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
@@ -1062,9 +1103,7 @@ impl tokio::io::AsyncWrite for CapturedOutput {
         _context: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let mut buffer = self.buffer.lock().expect("capture lock poisoned");
-        let room = self.capacity.saturating_sub(buffer.len());
-        buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.append(bytes);
         Poll::Ready(Ok(bytes.len()))
     }
 
@@ -1176,14 +1215,20 @@ fn outcome_from_wit(
         }),
         wit::Outcome::Reply(reply) => {
             if !(100..=599).contains(&reply.status) {
-                return Err(format!("reply status {} is not an HTTP status", reply.status));
+                return Err(format!(
+                    "reply status {} is not an HTTP status",
+                    reply.status
+                ));
             }
             let headers = reply
                 .headers
                 .into_iter()
                 .map(|header| {
                     let valid_name = !header.name.is_empty()
-                        && header.name.bytes().all(|byte| byte.is_ascii_graphic() && byte != b':');
+                        && header
+                            .name
+                            .bytes()
+                            .all(|byte| byte.is_ascii_graphic() && byte != b':');
                     let valid_value = header
                         .value
                         .bytes()
@@ -1191,7 +1236,10 @@ fn outcome_from_wit(
                     if valid_name && valid_value {
                         Ok((header.name, header.value))
                     } else {
-                        Err(format!("reply header {:?} is not a valid header", header.name))
+                        Err(format!(
+                            "reply header {:?} is not a valid header",
+                            header.name
+                        ))
                     }
                 })
                 .collect::<Result<Vec<_>, String>>()?;

@@ -78,14 +78,17 @@ impl std::fmt::Debug for Secret {
 
 /// Why a request's signature was refused. Every variant maps to 401; the message is safe to
 /// return to the sender.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("missing the `{header}` header")]
     MissingHeader { header: String },
     #[error("the `{header}` header is sent more than once")]
     RepeatedHeader { header: String },
     #[error("the `{header}` header is malformed: {reason}")]
-    MalformedHeader { header: String, reason: &'static str },
+    MalformedHeader {
+        header: String,
+        reason: &'static str,
+    },
     #[error(
         "the timestamp in `{header}` is {distance_seconds} s away from the server's clock, outside the tolerance of {tolerance_seconds} s"
     )]
@@ -155,12 +158,12 @@ pub fn verify(
             encoding,
         } => {
             let value = request.single_header(header)?;
-            let encoded = value
-                .strip_prefix(prefix.as_str())
-                .ok_or_else(|| SignatureError::MalformedHeader {
+            let encoded = value.strip_prefix(prefix.as_str()).ok_or_else(|| {
+                SignatureError::MalformedHeader {
                     header: header.clone(),
                     reason: "it does not start with the expected prefix",
-                })?;
+                }
+            })?;
             let mac = decode_mac(encoded.trim(), *encoding).ok_or_else(|| {
                 SignatureError::MalformedHeader {
                     header: header.clone(),
@@ -171,7 +174,11 @@ pub fn verify(
                 }
             })?;
             any_secret_matches(secrets, |secret| {
-                Ok(hmac_matches(secret.expose().as_bytes(), &[request.body], &mac))
+                Ok(hmac_matches(
+                    secret.expose().as_bytes(),
+                    &[request.body],
+                    &mac,
+                ))
             })
         }
         SignatureScheme::StandardWebhooks => {
@@ -274,7 +281,11 @@ pub fn verify(
                 request.body,
             ];
             any_secret_matches(secrets, |secret| {
-                Ok(hmac_matches(secret.expose().as_bytes(), &signed_parts, &mac))
+                Ok(hmac_matches(
+                    secret.expose().as_bytes(),
+                    &signed_parts,
+                    &mac,
+                ))
             })
         }
         SignatureScheme::SharedToken { header } => {

@@ -381,7 +381,10 @@ mod tests {
                     encoding: MacEncoding::Base64,
                 }),
             ),
-            (r#"{"signature":{"scheme":"stripe"}}"#, SignatureScheme::Stripe),
+            (
+                r#"{"signature":{"scheme":"stripe"}}"#,
+                SignatureScheme::Stripe,
+            ),
             (r#"{"signature":{"scheme":"none"}}"#, SignatureScheme::None),
             (
                 r#"{"signature":{"scheme":"slack"}}"#,

@@ -7,8 +7,8 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use wasmhook_plugin_sdk::{
-    BodyHmac, Event, Header, MacEncoding, Manifest, Outcome, Plugin, RejectionKind, Reply,
-    Request, SignatureScheme, SourceSettings, export_plugin,
+    BodyHmac, Event, Header, MacEncoding, Manifest, Outcome, Plugin, RejectionKind, Reply, Request,
+    SignatureScheme, SourceSettings, export_plugin,
 };
 
 /// The GitHub plugin.
@@ -119,7 +119,9 @@ impl Plugin for GitHub {
     fn configure(config: &str) -> Result<SourceSettings, String> {
         let config = config.trim();
         if !(config.is_empty() || config == "{}") {
-            return Err("the github plugin takes no configuration; leave `config` empty".to_owned());
+            return Err(
+                "the github plugin takes no configuration; leave `config` empty".to_owned(),
+            );
         }
         Ok(SourceSettings {
             signature: Self::describe().signature,
@@ -154,7 +156,7 @@ pub fn normalize(request: &Request) -> Result<Outcome, Refusal> {
     if event_name.is_empty()
         || !event_name
             .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte == b'_')
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
     {
         return Err(malformed(format!(
             "X-GitHub-Event {event_name:?} is not an event name"
@@ -205,8 +207,8 @@ pub fn normalize(request: &Request) -> Result<Outcome, Refusal> {
 
     // The payload was parsed above, so its bytes are one JSON document and can be embedded
     // as they are, without rebuilding them from a tree.
-    let payload_text = std::str::from_utf8(&request.body)
-        .map_err(|_| malformed("the body is not UTF-8"))?;
+    let payload_text =
+        std::str::from_utf8(&request.body).map_err(|_| malformed("the body is not UTF-8"))?;
     let mut data = String::with_capacity(payload_text.len() + summary.len() + 32);
     data.push_str("{\"event\":");
     data.push_str(&serde_json::to_string(event_name).expect("a string serializes"));
@@ -359,9 +361,19 @@ mod tests {
         let table: &[(&str, &str, RejectionKind, &str)] = &[
             ("push", "not json", RejectionKind::Malformed, "JSON object"),
             ("push", "[1,2]", RejectionKind::Malformed, "JSON object"),
-            ("push", "{\"ref\":", RejectionKind::Malformed, "not valid JSON"),
+            (
+                "push",
+                "{\"ref\":",
+                RejectionKind::Malformed,
+                "not valid JSON",
+            ),
             ("push", "{}", RejectionKind::Invalid, "needs `ref`"),
-            ("pull_request", "{\"action\":\"opened\"}", RejectionKind::Invalid, "needs `pull_request`"),
+            (
+                "pull_request",
+                "{\"action\":\"opened\"}",
+                RejectionKind::Invalid,
+                "needs `pull_request`",
+            ),
             ("issues", "{}", RejectionKind::Invalid, "needs `issue`"),
             ("Push!", PUSH, RejectionKind::Malformed, "not an event name"),
         ];
@@ -383,7 +395,10 @@ mod tests {
     #[test]
     fn ping_is_answered_without_events() {
         assert!(matches!(
-            GitHub::handle(request("ping", r#"{"zen":"Keep it logically awesome.","hook_id":1}"#)),
+            GitHub::handle(request(
+                "ping",
+                r#"{"zen":"Keep it logically awesome.","hook_id":1}"#
+            )),
             Outcome::Reply(Reply { status: 200, .. })
         ));
     }

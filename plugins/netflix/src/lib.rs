@@ -59,7 +59,9 @@ impl Plugin for Netflix {
     fn configure(config: &str) -> Result<SourceSettings, String> {
         let config = config.trim();
         if !(config.is_empty() || config == "{}") {
-            return Err("the netflix plugin takes no configuration; leave `config` empty".to_owned());
+            return Err(
+                "the netflix plugin takes no configuration; leave `config` empty".to_owned(),
+            );
         }
         Ok(SourceSettings {
             signature: signature_scheme(),
@@ -137,7 +139,12 @@ pub fn normalize(request: &Request) -> Result<Event, Refusal> {
         Some(ContentId::Number(number)) => number.to_string(),
         _ => return Err(invalid("`payload.content_id` is missing")),
     };
-    if needs_title && content.title.as_deref().is_none_or(|title| title.trim().is_empty()) {
+    if needs_title
+        && content
+            .title
+            .as_deref()
+            .is_none_or(|title| title.trim().is_empty())
+    {
         return Err(invalid(format!(
             "`payload.title` is required for {event_type}"
         )));
@@ -224,13 +231,41 @@ mod tests {
     fn every_rule_is_enforced_with_a_reason() {
         let table: &[(&str, RejectionKind, &str)] = &[
             ("nope", RejectionKind::Malformed, "JSON object"),
-            (r#"{"event_type":"content_added","platform":"hulu","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t"}}"#, RejectionKind::Invalid, "platform"),
-            (r#"{"event_type":"content_deleted","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1"}}"#, RejectionKind::Invalid, "content_deleted"),
-            (r#"{"event_type":"content_added","platform":"netflix","timestamp":"yesterday","payload":{"content_id":"1","title":"t"}}"#, RejectionKind::Invalid, "RFC 3339"),
-            (r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"title":"t"}}"#, RejectionKind::Invalid, "content_id"),
-            (r#"{"event_type":"content_updated","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1"}}"#, RejectionKind::Invalid, "title"),
-            (r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t","content_type":"podcast"}}"#, RejectionKind::Invalid, "content_type"),
-            (r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t","regions":["usa"]}}"#, RejectionKind::Invalid, "regions"),
+            (
+                r#"{"event_type":"content_added","platform":"hulu","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t"}}"#,
+                RejectionKind::Invalid,
+                "platform",
+            ),
+            (
+                r#"{"event_type":"content_deleted","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1"}}"#,
+                RejectionKind::Invalid,
+                "content_deleted",
+            ),
+            (
+                r#"{"event_type":"content_added","platform":"netflix","timestamp":"yesterday","payload":{"content_id":"1","title":"t"}}"#,
+                RejectionKind::Invalid,
+                "RFC 3339",
+            ),
+            (
+                r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"title":"t"}}"#,
+                RejectionKind::Invalid,
+                "content_id",
+            ),
+            (
+                r#"{"event_type":"content_updated","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1"}}"#,
+                RejectionKind::Invalid,
+                "title",
+            ),
+            (
+                r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t","content_type":"podcast"}}"#,
+                RejectionKind::Invalid,
+                "content_type",
+            ),
+            (
+                r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t","regions":["usa"]}}"#,
+                RejectionKind::Invalid,
+                "regions",
+            ),
         ];
         for (body, kind, reason_part) in table {
             let (actual_kind, reason) = normalize(&request(body, None)).unwrap_err();

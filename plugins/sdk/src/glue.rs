@@ -21,16 +21,14 @@ pub fn log(level: LogLevel, message: &str) {
 fn signature_to_wit(scheme: SignatureScheme) -> types::SignatureScheme {
     match scheme {
         SignatureScheme::None => types::SignatureScheme::None,
-        SignatureScheme::BodyHmac(body_hmac) => {
-            types::SignatureScheme::BodyHmac(types::BodyHmac {
-                header: body_hmac.header,
-                prefix: body_hmac.prefix,
-                encoding: match body_hmac.encoding {
-                    MacEncoding::Hex => types::MacEncoding::Hex,
-                    MacEncoding::Base64 => types::MacEncoding::Base64,
-                },
-            })
-        }
+        SignatureScheme::BodyHmac(body_hmac) => types::SignatureScheme::BodyHmac(types::BodyHmac {
+            header: body_hmac.header,
+            prefix: body_hmac.prefix,
+            encoding: match body_hmac.encoding {
+                MacEncoding::Hex => types::MacEncoding::Hex,
+                MacEncoding::Base64 => types::MacEncoding::Base64,
+            },
+        }),
         SignatureScheme::StandardWebhooks => types::SignatureScheme::StandardWebhooks,
         SignatureScheme::Stripe => types::SignatureScheme::Stripe,
         SignatureScheme::VersionedHmac(versioned) => {

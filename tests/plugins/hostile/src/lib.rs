@@ -40,7 +40,9 @@ impl Plugin for Hostile {
                 dedupe_header: None,
             })
         } else {
-            Err(format!("unknown behaviour {config:?}; use one of {BEHAVIOURS:?}"))
+            Err(format!(
+                "unknown behaviour {config:?}; use one of {BEHAVIOURS:?}"
+            ))
         }
     }
 
@@ -71,13 +73,13 @@ impl Plugin for Hostile {
                 route_keys: Vec::new(),
             }]),
             "log-flood" => {
-                for line in 0..100_000 {
+                for line in 0..10_000 {
                     log(LogLevel::Info, &format!("log line {line} of a flood"));
                 }
                 one_event("\"flooded the log\"".to_owned())
             }
             "stdout-flood" => {
-                for line in 0..100_000 {
+                for line in 0..10_000 {
                     println!("stdout line {line} of a flood");
                 }
                 one_event("\"flooded stdout\"".to_owned())

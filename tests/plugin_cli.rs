@@ -1,0 +1,215 @@
+//! The plugin author's commands, run as a real `wasmhook` process.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{plugin_file, test_plugin_file};
+
+fn wasmhook(arguments: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .args(arguments)
+        .env(
+            "XDG_CACHE_HOME",
+            support::repository_root().join("target/test-cli-cache"),
+        )
+        .env("WASMHOOK_LOG", "info")
+        .output()
+        .expect("wasmhook runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_prints_the_manifest() {
+    let output = wasmhook(&["plugin", "check", plugin_file("github").to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["manifest"]["name"], "github");
+    assert_eq!(report["manifest"]["signature"]["kind"], "body-hmac");
+    assert_eq!(
+        report["manifest"]["signature"]["header"],
+        "x-hub-signature-256"
+    );
+    assert_eq!(report["manifest"]["dedupe_header"], "x-github-delivery");
+    assert_eq!(report["content_sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn check_fails_clearly_on_a_file_that_is_not_a_component() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("module.wasm");
+    std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    let output = wasmhook(&["plugin", "check", path.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("not a WebAssembly component"), "{stderr}");
+    assert!(stderr.contains("core WebAssembly module"), "{stderr}");
+}
+
+#[test]
+fn run_prints_cloudevents_and_checks_the_official_github_signature() {
+    let directory = tempfile::tempdir().unwrap();
+    let body_path = directory.path().join("push.json");
+    std::fs::write(
+        &body_path,
+        br#"{"ref":"refs/heads/main","before":"a","after":"b","commits":[],"pusher":{"name":"octocat"},"repository":{"full_name":"octo/hello"}}"#,
+    )
+    .unwrap();
+    let body = std::fs::read(&body_path).unwrap();
+    let signature = wasmhook::signature::sign(
+        &wasmhook::signature::SignatureScheme::BodyHmac {
+            header: "x-hub-signature-256".into(),
+            prefix: "sha256=".into(),
+            encoding: wasmhook::signature::MacEncoding::Hex,
+        },
+        &wasmhook::signature::Secret::new("It's a Secret to Everybody"),
+        &body,
+        "",
+        0,
+    )
+    .unwrap();
+    let signature_header = format!("X-Hub-Signature-256: {}", signature[0].1);
+    let plugin = plugin_file("github");
+    let arguments = |signature_header: &str| {
+        vec![
+            "plugin".to_owned(),
+            "run".to_owned(),
+            plugin.to_str().unwrap().to_owned(),
+            "--body".to_owned(),
+            body_path.to_str().unwrap().to_owned(),
+            "-H".to_owned(),
+            "X-GitHub-Event: push".to_owned(),
+            "-H".to_owned(),
+            "X-GitHub-Delivery: 72d3162e".to_owned(),
+            "-H".to_owned(),
+            signature_header.to_owned(),
+            "--secret".to_owned(),
+            "It's a Secret to Everybody".to_owned(),
+        ]
+    };
+    let as_refs = |arguments: &[String]| -> Vec<String> { arguments.to_vec() };
+
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .args(as_refs(&arguments(&signature_header)))
+        .env(
+            "XDG_CACHE_HOME",
+            support::repository_root().join("target/test-cli-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one event, one JSON line: {stdout}");
+    let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    for attribute in [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "data",
+    ] {
+        assert!(event.get(attribute).is_some(), "{attribute} in {event}");
+    }
+    assert_eq!(event["type"], "github.push");
+    assert_eq!(event["id"], "72d3162e");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("peak memory"),
+        "the budget is reported: {stderr}"
+    );
+
+    let tampered = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .args(as_refs(&arguments(
+            "X-Hub-Signature-256: sha256=0000000000000000000000000000000000000000000000000000000000000000",
+        )))
+        .env("XDG_CACHE_HOME", support::repository_root().join("target/test-cli-cache"))
+        .output()
+        .unwrap();
+    assert!(!tampered.status.success());
+    assert!(
+        text(&tampered.stderr).contains("no signature matched"),
+        "{}",
+        text(&tampered.stderr)
+    );
+}
+
+#[test]
+fn run_exits_non_zero_on_a_rejection_and_prints_the_reason() {
+    let directory = tempfile::tempdir().unwrap();
+    let body_path = directory.path().join("bad.json");
+    std::fs::write(
+        &body_path,
+        br#"{"event_type":"content_added","platform":"hulu","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"1","title":"t"}}"#,
+    )
+    .unwrap();
+    let output = wasmhook(&[
+        "plugin",
+        "run",
+        plugin_file("netflix").to_str().unwrap(),
+        "--body",
+        body_path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let rejection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rejection["rejected"]["kind"], "invalid");
+    assert!(
+        rejection["rejected"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("platform")
+    );
+}
+
+#[test]
+fn plugin_logs_reach_the_host_log_with_the_plugin_name() {
+    let directory = tempfile::tempdir().unwrap();
+    let body_path = directory.path().join("body.json");
+    std::fs::write(&body_path, b"{}").unwrap();
+    let config_path = directory.path().join("config.txt");
+    std::fs::write(&config_path, b"well-behaved").unwrap();
+    let output = wasmhook(&[
+        "plugin",
+        "run",
+        test_plugin_file("hostile").to_str().unwrap(),
+        "--body",
+        body_path.to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let log_line = stderr
+        .lines()
+        .find(|line| line.contains("handling a request politely"))
+        .unwrap_or_else(|| panic!("the plugin's log line is shown: {stderr}"));
+    assert!(log_line.contains("hostile@0.0.1"), "{log_line}");
+}
+
+#[test]
+fn a_trapping_plugin_fails_the_run_with_the_cause() {
+    let directory = tempfile::tempdir().unwrap();
+    let body_path = directory.path().join("body.json");
+    std::fs::write(&body_path, b"{}").unwrap();
+    let config_path = directory.path().join("config.txt");
+    std::fs::write(&config_path, b"trap").unwrap();
+    let output = wasmhook(&[
+        "plugin",
+        "run",
+        test_plugin_file("hostile").to_str().unwrap(),
+        "--body",
+        body_path.to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("trapped"), "{stderr}");
+    assert!(stderr.contains("traps on purpose"), "{stderr}");
+}

@@ -1,0 +1,624 @@
+//! The plugin runtime against real built components: the three plugins on real payloads and the
+//! official signature vectors, hostile plugins failing alone, clear load errors, the compiled
+//! cache and bursts beyond the pool.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use wasmhook::plugins::{
+    PluginCallError, PluginLimits, PluginLoadError, PluginOutcome, PluginRuntime, RejectionKind,
+    RuntimeSettings,
+};
+use wasmhook::signature::{self, Secret, SignatureScheme, SignedRequest};
+
+use support::{load_plugin, plugin_file, request, runtime, test_plugin_file};
+
+fn no_secrets() -> Arc<[Secret]> {
+    Arc::from(Vec::new())
+}
+
+fn events(outcome: PluginOutcome) -> Vec<wasmhook::events::NormalizedEvent> {
+    match outcome {
+        PluginOutcome::Events(events) => events,
+        other => panic!("expected events, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn github_normalizes_every_octokit_example() {
+    let index_path = support::repository_root()
+        .join("target/fixtures/octokit-webhooks-examples-7.6.1/api.github.com/index.json");
+    let index_text = std::fs::read_to_string(&index_path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; run `make fixtures` first",
+            index_path.display()
+        )
+    });
+    let index: Vec<serde_json::Value> = serde_json::from_str(&index_text).unwrap();
+    let runtime = runtime();
+    let github = load_plugin(&runtime, "github").await;
+
+    let mut event_names = 0;
+    let mut payloads = 0;
+    for group in &index {
+        let event_name = group["name"].as_str().unwrap();
+        event_names += 1;
+        for (position, example) in group["examples"].as_array().unwrap().iter().enumerate() {
+            payloads += 1;
+            let body = serde_json::to_vec(example).unwrap();
+            let delivery_id = format!("{event_name}-{position}");
+            let report = github
+                .handle(
+                    request(
+                        "github",
+                        &[
+                            ("X-GitHub-Event", event_name),
+                            ("X-GitHub-Delivery", &delivery_id),
+                        ],
+                        &body,
+                        "",
+                        Utc::now(),
+                    ),
+                    no_secrets(),
+                )
+                .await
+                .unwrap_or_else(|error| panic!("{event_name} example {position}: {error}"));
+            if event_name == "ping" {
+                assert!(
+                    matches!(&report.outcome, PluginOutcome::Reply(reply) if reply.status == 200),
+                    "ping is answered, not routed: {:?}",
+                    report.outcome
+                );
+                continue;
+            }
+            let events = match report.outcome {
+                PluginOutcome::Events(events) => events,
+                other => panic!("{event_name} example {position} was not normalized: {other:?}"),
+            };
+            assert_eq!(events.len(), 1);
+            let event = &events[0];
+            let expected_type = match example.get("action").and_then(|a| a.as_str()) {
+                Some(action) => format!("github.{event_name}.{action}"),
+                None => format!("github.{event_name}"),
+            };
+            assert_eq!(event.event_type, expected_type);
+            assert_eq!(event.id, delivery_id);
+            assert_eq!(event.route_keys, vec![expected_type.clone()]);
+            if let Some(full_name) = example["repository"]["full_name"].as_str() {
+                assert_eq!(event.subject.as_deref(), Some(full_name));
+            }
+            let data: serde_json::Value = serde_json::from_str(&event.data_json).unwrap();
+            assert_eq!(&data["payload"], example, "the payload is kept whole");
+            assert_eq!(data["event"], event_name);
+            let cloud_event: serde_json::Value =
+                serde_json::from_str(&event.to_cloudevent_json()).unwrap();
+            assert_eq!(cloud_event["specversion"], "1.0");
+            assert_eq!(cloud_event["type"], expected_type.as_str());
+        }
+    }
+    assert_eq!(event_names, 58, "every event type of the package");
+    assert!(payloads >= 320, "about 330 payloads, saw {payloads}");
+}
+
+#[tokio::test]
+async fn github_push_summary_and_refusals() {
+    let runtime = runtime();
+    let github = load_plugin(&runtime, "github").await;
+    let push = br#"{"ref":"refs/heads/main","before":"0000","after":"1111","commits":[{"id":"1"},{"id":"2"},{"id":"3"}],"pusher":{"name":"octocat","email":"o@example.com"},"repository":{"full_name":"octo/hello","html_url":"https://github.com/octo/hello"}}"#;
+    let headers = [("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "d-1")];
+    let report = github
+        .handle(
+            request("github", &headers, push, "", Utc::now()),
+            no_secrets(),
+        )
+        .await
+        .unwrap();
+    let event = &events(report.outcome)[0];
+    let data: serde_json::Value = serde_json::from_str(&event.data_json).unwrap();
+    assert_eq!(data["summary"]["commit_count"], 3);
+    assert_eq!(data["summary"]["ref"], "refs/heads/main");
+    assert_eq!(event.source, "https://github.com/octo/hello");
+
+    type Refusal<'a> = (&'a [(&'a str, &'a str)], &'a [u8], RejectionKind);
+    let refusals: &[Refusal] = &[
+        (&headers, b"not json", RejectionKind::Malformed),
+        (&headers, br#"{"ref":"x"}"#, RejectionKind::Invalid),
+        (
+            &[("X-GitHub-Delivery", "d-1")],
+            push,
+            RejectionKind::Malformed,
+        ),
+        (
+            &[("X-GitHub-Event", "push")],
+            push,
+            RejectionKind::Malformed,
+        ),
+    ];
+    for (headers, body, expected_kind) in refusals {
+        let report = github
+            .handle(
+                request("github", headers, body, "", Utc::now()),
+                no_secrets(),
+            )
+            .await
+            .unwrap();
+        match report.outcome {
+            PluginOutcome::Rejected { kind, reason } => {
+                assert_eq!(kind, *expected_kind, "reason: {reason}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn github_official_signature_vector_passes_and_tampering_fails() {
+    let runtime = runtime();
+    let github = load_plugin(&runtime, "github").await;
+    let settings = github.configure("").await.unwrap();
+    assert_eq!(settings.signature, github.manifest().signature);
+    let secrets = [Secret::new("It's a Secret to Everybody")];
+    let signature_header = (
+        "x-hub-signature-256".to_owned(),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".to_owned(),
+    );
+    let check = |body: &[u8], headers: &[(String, String)]| {
+        signature::verify(
+            &settings.signature,
+            SignedRequest { headers, body },
+            &secrets,
+            Utc::now().timestamp(),
+            300,
+        )
+    };
+    assert_eq!(
+        check(b"Hello, World!", std::slice::from_ref(&signature_header)),
+        Ok(())
+    );
+    assert!(check(b"Hello, World?", std::slice::from_ref(&signature_header)).is_err());
+    assert!(check(b"Hello, World!", &[]).is_err());
+}
+
+#[tokio::test]
+async fn generic_checks_the_standard_webhooks_vector_and_normalizes_it() {
+    let runtime = runtime();
+    let generic = load_plugin(&runtime, "generic").await;
+    let settings = generic.configure("").await.unwrap();
+    assert_eq!(settings.signature, SignatureScheme::StandardWebhooks);
+    let body = br#"{"test": 2432232314}"#;
+    let headers = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        (
+            "webhook-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ),
+    ];
+    let received_at = Utc.timestamp_opt(1614265330, 0).unwrap();
+    let inbound = request("acme", &headers, body, "", received_at);
+    let secrets = [Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
+    let verdict = |body: &[u8], now: i64| {
+        signature::verify(
+            &settings.signature,
+            SignedRequest {
+                headers: &inbound.headers,
+                body,
+            },
+            &secrets,
+            now,
+            300,
+        )
+    };
+    assert_eq!(verdict(body, 1614265330), Ok(()));
+    assert!(verdict(br#"{"test": 2432232315}"#, 1614265330).is_err());
+    assert!(verdict(body, 1614265330 + 301).is_err(), "stale");
+
+    let report = generic.handle(inbound, no_secrets()).await.unwrap();
+    let event = &events(report.outcome)[0];
+    assert_eq!(event.id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+    assert_eq!(event.event_type, "generic.event");
+    assert_eq!(event.data_json, r#"{"test": 2432232314}"#);
+    assert_eq!(event.time, "2021-02-25T15:02:10.000Z", "the receive time");
+}
+
+#[tokio::test]
+async fn generic_refuses_invalid_configuration_at_configure_time() {
+    let runtime = runtime();
+    let generic = load_plugin(&runtime, "generic").await;
+    let error = generic
+        .configure(r#"{"type_pointer":"kind"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("JSON pointer"),
+        "the reason names the problem: {error}"
+    );
+    let settings = generic
+        .configure(r#"{"signature":{"scheme":"hmac-sha256","header":"X-Acme-Signature","prefix":"sha256=","encoding":"hex"}}"#)
+        .await
+        .unwrap();
+    assert!(matches!(
+        settings.signature,
+        SignatureScheme::BodyHmac { ref header, .. } if header == "x-acme-signature"
+    ));
+}
+
+#[tokio::test]
+async fn netflix_normalizes_every_fixture_and_signs_like_the_platform() {
+    let runtime = runtime();
+    let netflix = load_plugin(&runtime, "netflix").await;
+    let settings = netflix.configure("").await.unwrap();
+    let secret = Secret::new("catalogue-secret");
+    let fixtures = support::repository_root().join("tests/fixtures/netflix");
+    let expected = [
+        (
+            "content_added.json",
+            "netflix.content.added",
+            "content/80100172",
+        ),
+        (
+            "content_updated.json",
+            "netflix.content.updated",
+            "content/81040344",
+        ),
+        (
+            "content_removed.json",
+            "netflix.content.removed",
+            "content/70143836",
+        ),
+    ];
+    for (file, event_type, subject) in expected {
+        let body = std::fs::read(fixtures.join(file)).unwrap();
+        let signed = signature::sign(&settings.signature, &secret, &body, "", 0).unwrap();
+        assert_eq!(signed[0].0, "x-webhook-signature");
+        assert!(signed[0].1.starts_with("sha256="));
+        signature::verify(
+            &settings.signature,
+            SignedRequest {
+                headers: &signed,
+                body: &body,
+            },
+            std::slice::from_ref(&secret),
+            0,
+            300,
+        )
+        .unwrap();
+        let headers: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let report = netflix
+            .handle(
+                request("netflix", &headers, &body, "", Utc::now()),
+                no_secrets(),
+            )
+            .await
+            .unwrap();
+        let event = &events(report.outcome)[0];
+        assert_eq!(event.event_type, event_type, "{file}");
+        assert_eq!(event.subject.as_deref(), Some(subject), "{file}");
+        assert_eq!(event.id.len(), 64, "the body's SHA-256 when no id header");
+        assert_eq!(event.data_json.as_bytes(), body.as_slice());
+    }
+}
+
+/// Each hostile behaviour fails alone with its own typed error, within twice the deadline,
+/// while a well-behaved plugin on the same runtime keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_fail_alone_while_others_keep_answering() {
+    let runtime = runtime();
+    let hostile = Arc::new(
+        runtime
+            .load_file(&test_plugin_file("hostile"), PluginLimits::default())
+            .await
+            .unwrap(),
+    );
+    let github = Arc::new(load_plugin(&runtime, "github").await);
+    let deadline = Duration::from_millis(PluginLimits::default().deadline_ms);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bystander = {
+        let github = github.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let push = br#"{"ref":"r","before":"a","after":"b","pusher":{"name":"p"}}"#;
+            let mut answered = 0u32;
+            for round in 0..10_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let delivery = format!("bystander-{round}");
+                let report = github
+                    .handle(
+                        request(
+                            "github",
+                            &[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", &delivery)],
+                            push,
+                            "",
+                            Utc::now(),
+                        ),
+                        no_secrets(),
+                    )
+                    .await
+                    .expect("the well-behaved plugin keeps answering");
+                assert_eq!(events(report.outcome).len(), 1);
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            answered
+        })
+    };
+
+    type Check = fn(&PluginCallError) -> bool;
+    let behaviours: [(&str, Check); 5] = [
+        ("endless-loop", |error| {
+            matches!(error, PluginCallError::DeadlineExceeded { .. })
+        }),
+        ("memory-grab", |error| {
+            matches!(error, PluginCallError::MemoryExhausted { .. })
+        }),
+        (
+            "trap",
+            |error| matches!(error, PluginCallError::Trapped { cause, .. } if cause.contains("traps on purpose")),
+        ),
+        ("oversized-output", |error| {
+            matches!(error, PluginCallError::OutputTooLarge { .. })
+        }),
+        (
+            "invalid-output",
+            |error| matches!(error, PluginCallError::InvalidOutput { reason, .. } if reason.contains("JSON")),
+        ),
+    ];
+    for (behaviour, is_expected) in behaviours {
+        let started = Instant::now();
+        let error = hostile
+            .handle(
+                request("hostile", &[], b"{}", behaviour, Utc::now()),
+                no_secrets(),
+            )
+            .await
+            .expect_err(behaviour);
+        let elapsed = started.elapsed();
+        assert!(is_expected(&error), "{behaviour}: unexpected error {error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("hostile@0.0.1") && message.contains("test-hostile"),
+            "{behaviour}: the error names plugin, version and request: {message}"
+        );
+        assert!(
+            elapsed < deadline * 2,
+            "{behaviour} took {elapsed:?}, over twice the deadline"
+        );
+    }
+    // The trap's cause carries the wasm backtrace.
+    let trap = hostile
+        .handle(
+            request("hostile", &[], b"{}", "trap", Utc::now()),
+            no_secrets(),
+        )
+        .await
+        .unwrap_err();
+    assert!(trap.to_string().contains("wasm backtrace"), "{trap}");
+
+    // Floods of logs or stdout are capped, not fatal.
+    for behaviour in ["log-flood", "stdout-flood"] {
+        let report = hostile
+            .handle(
+                request("hostile", &[], b"{}", behaviour, Utc::now()),
+                no_secrets(),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{behaviour}: {error}"));
+        assert!(
+            report.log_bytes <= 2 * PluginLimits::default().max_log_bytes,
+            "{behaviour}: logged {} bytes",
+            report.log_bytes
+        );
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = bystander.await.unwrap();
+    assert!(
+        answered > 0,
+        "the bystander answered while hostile calls ran"
+    );
+
+    // The hostile plugin itself is still usable after all of that.
+    let report = hostile
+        .handle(
+            request("hostile", &[], b"{}", "well-behaved", Utc::now()),
+            no_secrets(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events(report.outcome).len(), 1);
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_the_pool_waits_instead_of_failing() {
+    let runtime = PluginRuntime::new(RuntimeSettings {
+        max_concurrent_instances: 2,
+        compiled_cache_dir: Some(support::shared_compiled_cache()),
+        ..RuntimeSettings::default()
+    })
+    .unwrap();
+    let generic = Arc::new(load_plugin(&runtime, "generic").await);
+    let calls = (0..64).map(|index| {
+        let generic = generic.clone();
+        tokio::spawn(async move {
+            let id = format!("burst-{index}");
+            generic
+                .handle(
+                    request("acme", &[("webhook-id", &id)], b"{}", "", Utc::now()),
+                    no_secrets(),
+                )
+                .await
+                .map(|report| events(report.outcome)[0].id.clone())
+        })
+    });
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(
+            call.await
+                .unwrap()
+                .expect("no call fails for lack of a slot"),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 64);
+}
+
+async fn load_error(text: &str) -> PluginLoadError {
+    let runtime = runtime();
+    runtime
+        .load_bytes("test.wasm", text.as_bytes(), PluginLimits::default())
+        .await
+        .expect_err("the component must be refused")
+}
+
+#[tokio::test]
+async fn unusable_components_are_refused_with_the_reason() {
+    let not_wasm = runtime()
+        .load_bytes("notes.txt", b"hello", PluginLimits::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(not_wasm, PluginLoadError::NotAComponent { .. }),
+        "{not_wasm}"
+    );
+    assert!(not_wasm.to_string().contains("magic bytes"), "{not_wasm}");
+
+    let core_module = runtime()
+        .load_bytes("core.wasm", b"\0asm\x01\0\0\0", PluginLimits::default())
+        .await
+        .unwrap_err();
+    assert!(
+        core_module.to_string().contains("core WebAssembly module"),
+        "{core_module}"
+    );
+
+    let empty = load_error("(component)").await;
+    assert!(
+        matches!(empty, PluginLoadError::MissingHandlerExport { .. }),
+        "{empty}"
+    );
+    assert!(
+        empty
+            .to_string()
+            .contains("does not export `wasmhook:plugin/handler@0.1.0`"),
+        "{empty}"
+    );
+
+    let handler = |version: &str| {
+        format!(
+            r#"(component
+                (core module $m (func (export "f")))
+                (core instance $i (instantiate $m))
+                (func $f (canon lift (core func $i "f")))
+                (instance $h (export "describe" (func $f)))
+                (export "wasmhook:plugin/handler@{version}" (instance $h)))"#
+        )
+    };
+    let future_version = load_error(&handler("0.2.0")).await;
+    assert!(
+        matches!(&future_version, PluginLoadError::UnsupportedContractVersion { found, .. } if found == "0.2.0"),
+        "{future_version}"
+    );
+    assert!(future_version.to_string().contains("supported: 0.1.0"));
+
+    let mistyped = load_error(&handler("0.1.0")).await;
+    assert!(
+        matches!(mistyped, PluginLoadError::ContractMismatch { .. }),
+        "{mistyped}"
+    );
+
+    let network_import = load_error(
+        r#"(component
+            (import "wasi:http/outgoing-handler@0.2.0" (instance))
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $h (export "describe" (func $f)))
+            (export "wasmhook:plugin/handler@0.1.0" (instance $h)))"#,
+    )
+    .await;
+    assert!(
+        matches!(&network_import, PluginLoadError::UnknownImport { import, .. } if import == "wasi:http/outgoing-handler@0.2.0"),
+        "{network_import}"
+    );
+}
+
+#[tokio::test]
+async fn compiled_code_is_cached_and_a_corrupt_cache_entry_is_recompiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let settings = RuntimeSettings {
+        max_concurrent_instances: 2,
+        compiled_cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeSettings::default()
+    };
+    let runtime = PluginRuntime::new(settings.clone()).unwrap();
+    let first = runtime
+        .load_file(&plugin_file("netflix"), PluginLimits::default())
+        .await
+        .unwrap();
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "one compiled artifact: {entries:?}");
+    let entry_name = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        entry_name.starts_with(first.content_hash()),
+        "keyed by the content hash: {entry_name}"
+    );
+
+    let second_runtime = PluginRuntime::new(settings.clone()).unwrap();
+    let second = second_runtime
+        .load_file(&plugin_file("netflix"), PluginLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(second.manifest(), first.manifest());
+
+    // A new file rather than an overwrite: the loaded components above still map the old one.
+    std::fs::remove_file(&entries[0]).unwrap();
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    let third = PluginRuntime::new(settings)
+        .unwrap()
+        .load_file(&plugin_file("netflix"), PluginLimits::default())
+        .await
+        .expect("a corrupt cache entry is ignored and replaced");
+    assert_eq!(third.manifest().name, "netflix");
+    assert_ne!(
+        std::fs::read(&entries[0]).unwrap(),
+        b"garbage",
+        "the entry was rewritten"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_limit_above_the_pool_slot_is_refused() {
+    let runtime = runtime();
+    let error = runtime
+        .load_file(
+            &plugin_file("github"),
+            PluginLimits {
+                max_memory_bytes: 1 << 40,
+                ..PluginLimits::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, PluginLoadError::MemoryLimitAbovePool { .. }),
+        "{error}"
+    );
+}

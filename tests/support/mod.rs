@@ -1,0 +1,85 @@
+//! Shared helpers for the integration tests: where the built components live, and a runtime to
+//! load them into. The components are real builds of `plugins/` and `tests/plugins/`; `make
+//! test` builds them first.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmhook::plugins::{Plugin, PluginLimits, PluginRequest, PluginRuntime, RuntimeSettings};
+
+pub fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the host crate sits in the repository")
+        .to_path_buf()
+}
+
+fn built_component(folder: &str, name: &str) -> PathBuf {
+    let path = repository_root()
+        .join("target")
+        .join(folder)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugins test-plugins` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+/// A production plugin built by `make plugins`.
+pub fn plugin_file(name: &str) -> PathBuf {
+    built_component("plugins", name)
+}
+
+/// A test-only plugin built by `make test-plugins`.
+pub fn test_plugin_file(name: &str) -> PathBuf {
+    built_component("test-plugins", name)
+}
+
+/// A compiled-code cache shared by the test processes, so each component compiles once.
+pub fn shared_compiled_cache() -> PathBuf {
+    repository_root().join("target").join("test-compiled-cache")
+}
+
+pub fn runtime() -> Arc<PluginRuntime> {
+    PluginRuntime::new(RuntimeSettings {
+        max_concurrent_instances: 16,
+        compiled_cache_dir: Some(shared_compiled_cache()),
+        ..RuntimeSettings::default()
+    })
+    .expect("the runtime starts")
+}
+
+pub async fn load_plugin(runtime: &Arc<PluginRuntime>, name: &str) -> Plugin {
+    runtime
+        .load_file(&plugin_file(name), PluginLimits::default())
+        .await
+        .unwrap_or_else(|error| panic!("loading {name}: {error}"))
+}
+
+/// A POST request with the given headers and body, received at `received_at`.
+pub fn request(
+    source_name: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    config: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> PluginRequest {
+    PluginRequest {
+        request_id: format!("test-{}", source_name),
+        method: "POST".to_owned(),
+        path: format!("/webhooks/{source_name}"),
+        query: String::new(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
+            .collect(),
+        body: body.to_vec(),
+        received_at,
+        source_name: source_name.to_owned(),
+        config: config.to_owned(),
+    }
+}
