@@ -2,7 +2,16 @@
 //! per-platform WebAssembly component plugin that normalizes each into CloudEvents, stores them
 //! durably and delivers them to subscribed destinations. See `ARCHITECTURE.md` for the map.
 
+pub mod config;
+pub mod embedded_postgres;
 pub mod events;
+pub mod http_error;
+pub mod ingest;
+pub mod ingest_queue;
 pub mod plugin_tools;
 pub mod plugins;
+pub mod rate_limit;
+pub mod routes;
+pub mod server;
 pub mod signature;
+pub mod store;

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use wasmhook::config::Config;
 use wasmhook::plugin_tools::{self, RunOptions, RunVerdict};
 
 #[derive(Parser)]
@@ -19,6 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serves webhooks: POST /webhooks/{source}.
+    Serve {
+        /// A TOML config file; every key it omits keeps its default (`wasmhook config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Runs the database migrations and exits.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Prints the default configuration, every key documented.
+    Config,
     /// Tools for plugin authors.
     Plugin {
         #[command(subcommand)]
@@ -71,6 +86,12 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve { config } => serve(config).await.map(|()| true),
+            Command::Migrate { config } => migrate(config).await.map(|()| true),
+            Command::Config => {
+                print!("{}", wasmhook::config::DEFAULT_CONFIG);
+                Ok(true)
+            }
             Command::Plugin { command } => match command {
                 PluginCommand::Check { file } => plugin_tools::check(&file).await.map(|()| true),
                 PluginCommand::Run {
@@ -102,5 +123,32 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let server = wasmhook::server::start(config).await?;
+    server.serve_until(shutdown_signal()).await
+}
+
+async fn migrate(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let database = wasmhook::server::open_database(&config).await?;
+    database.pool.close().await;
+    if let Some(cluster) = database.embedded {
+        cluster.stop().context("stopping the embedded PostgreSQL")?;
+    }
+    eprintln!("migrations are up to date");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }

@@ -1,0 +1,355 @@
+//! Configuration: the commented default embedded in the binary, a TOML file over it, and
+//! `WASMHOOK_<SECTION>__<KEY>` environment variables over both. Invalid configuration fails at
+//! start with the key named.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::plugins::PluginLimits;
+use crate::signature::Secret;
+
+/// The default configuration, with every key documented.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub plugins: PluginsConfig,
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Option<String>,
+    pub data_dir: PathBuf,
+    pub max_connections: u32,
+    pub acquire_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    pub dir: PathBuf,
+    pub compiled_cache_dir: PathBuf,
+    pub max_concurrent_instances: u32,
+    pub pool_memory_bytes: usize,
+    pub limits: PluginLimits,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub dedupe_window_seconds: u64,
+    pub signature_tolerance_seconds: u64,
+    pub batch_max_requests: usize,
+    pub writers: usize,
+}
+
+/// A token bucket: `requests_per_second` refill, `burst` capacity.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub requests_per_second: f64,
+    pub burst: u32,
+}
+
+/// Per-source overrides of the plugin limits; absent keys keep `plugins.limits`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub deadline_ms: Option<u64>,
+    pub max_memory_bytes: Option<usize>,
+    pub max_output_bytes: Option<usize>,
+    pub max_log_bytes: Option<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    pub plugin: String,
+    #[serde(default)]
+    pub secrets: Vec<SecretReference>,
+    #[serde(default)]
+    pub config: String,
+    pub signature_tolerance_seconds: Option<u64>,
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub url: String,
+    pub secret: Option<SecretReference>,
+    #[serde(default)]
+    pub routes: Vec<String>,
+}
+
+/// A secret as written in the configuration: a literal, `env:NAME` or `file:PATH`. Its `Debug`
+/// output never shows a literal.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretReference(String);
+
+impl std::fmt::Debug for SecretReference {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.starts_with("env:") || self.0.starts_with("file:") {
+            write!(formatter, "SecretReference({:?})", self.0)
+        } else {
+            formatter.write_str("SecretReference(<literal>)")
+        }
+    }
+}
+
+impl SecretReference {
+    pub fn literal(value: impl Into<String>) -> SecretReference {
+        SecretReference(value.into())
+    }
+
+    /// Reads the secret. Errors name the variable or file, never the value.
+    pub fn resolve(&self) -> anyhow::Result<Secret> {
+        let value = if let Some(variable) = self.0.strip_prefix("env:") {
+            std::env::var(variable)
+                .with_context(|| format!("environment variable {variable} is not set"))?
+        } else if let Some(path) = self.0.strip_prefix("file:") {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secret file {path}"))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned()
+        } else {
+            self.0.clone()
+        };
+        if value.is_empty() {
+            bail!("the secret is empty");
+        }
+        Ok(Secret::new(value))
+    }
+}
+
+impl SourceConfig {
+    pub fn limits(&self, defaults: &PluginLimits) -> PluginLimits {
+        PluginLimits {
+            deadline_ms: self.limits.deadline_ms.unwrap_or(defaults.deadline_ms),
+            max_memory_bytes: self
+                .limits
+                .max_memory_bytes
+                .unwrap_or(defaults.max_memory_bytes),
+            max_output_bytes: self
+                .limits
+                .max_output_bytes
+                .unwrap_or(defaults.max_output_bytes),
+            max_log_bytes: self.limits.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the default, then `file` (if given), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("the config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only variables with a section separator are configuration keys; others such as
+        // WASMHOOK_LOG or WASMHOOK_ADMIN_TOKEN are read elsewhere.
+        figment = figment.merge(
+            Env::prefixed("WASMHOOK_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        Self::from_figment(figment)
+    }
+
+    /// Parses a configuration from TOML text over the defaults, without the environment.
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> anyhow::Result<Config> {
+        let config: Config = figment
+            .extract()
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.server.max_body_bytes == 0 {
+            bail!("invalid configuration: server.max_body_bytes must be above 0");
+        }
+        if self.ingest.batch_max_requests == 0 || self.ingest.writers == 0 {
+            bail!("invalid configuration: ingest.batch_max_requests and ingest.writers must be above 0");
+        }
+        let mut source_names = std::collections::BTreeSet::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let is_plain = |name: &str| {
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|byte| {
+                        byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+                    })
+            };
+            if !is_plain(&source.name) {
+                bail!(
+                    "invalid configuration: sources[{index}].name {:?} must be 1-64 characters of a-z, 0-9, '-' and '_'",
+                    source.name
+                );
+            }
+            if !source_names.insert(source.name.as_str()) {
+                bail!(
+                    "invalid configuration: sources[{index}].name {:?} is used twice",
+                    source.name
+                );
+            }
+            if let Some(rate_limit) = source.rate_limit
+                && (rate_limit.requests_per_second.is_nan()
+                    || rate_limit.requests_per_second <= 0.0
+                    || rate_limit.burst == 0)
+            {
+                bail!(
+                    "invalid configuration: sources[{index}].rate_limit needs requests_per_second and burst above 0"
+                );
+            }
+        }
+        let mut destination_names = std::collections::BTreeSet::new();
+        for (index, destination) in self.destinations.iter().enumerate() {
+            if destination.name.trim().is_empty() {
+                bail!("invalid configuration: destinations[{index}].name is empty");
+            }
+            if !destination_names.insert(destination.name.as_str()) {
+                bail!(
+                    "invalid configuration: destinations[{index}].name {:?} is used twice",
+                    destination.name
+                );
+            }
+            if !(destination.url.starts_with("http://") || destination.url.starts_with("https://"))
+            {
+                bail!(
+                    "invalid configuration: destinations[{index}].url must be an http or https URL"
+                );
+            }
+            crate::routes::RoutePatterns::new(&destination.routes)
+                .with_context(|| format!("invalid configuration: destinations[{index}].routes"))?;
+        }
+        Ok(())
+    }
+
+    /// Where compiled plugins are cached.
+    pub fn compiled_cache_dir(&self) -> PathBuf {
+        if self.plugins.compiled_cache_dir.as_os_str().is_empty() {
+            self.database.data_dir.join("compiled")
+        } else {
+            self.plugins.compiled_cache_dir.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_parses_and_documents_every_section() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.max_body_bytes, 1 << 20);
+        assert_eq!(config.ingest.dedupe_window_seconds, 7 * 24 * 3600);
+        assert_eq!(config.plugins.limits, PluginLimits::default());
+        assert!(config.database.url.is_none());
+    }
+
+    #[test]
+    fn invalid_configuration_names_the_key() {
+        let table = [
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[server]\nmax_body_bytes = -1", "server.max_body_bytes"),
+            ("[server]\nlisten_typo = 1", "listen_typo"),
+            (
+                "[[sources]]\nname = \"Git Hub\"\nplugin = \"github\"",
+                "sources[0].name",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nplugin = \"x\"\n[[sources]]\nname = \"a\"\nplugin = \"y\"",
+                "sources[1].name",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"ftp://x\"",
+                "destinations[0].url",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nroutes = [\"a[\"]",
+                "destinations[0].routes",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nplugin = \"x\"\nrate_limit = { requests_per_second = 0.0, burst = 1 }",
+                "sources[0].rate_limit",
+            ),
+        ];
+        for (text, key) in table {
+            let error = format!("{:#}", Config::from_toml(text).unwrap_err());
+            assert!(error.contains(key), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn secrets_resolve_from_literals_environment_and_files_without_leaking() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("secret");
+        std::fs::write(&path, "from-file\n").unwrap();
+        assert_eq!(
+            SecretReference::literal("plain").resolve().unwrap().expose(),
+            "plain"
+        );
+        assert_eq!(
+            SecretReference::literal(format!("file:{}", path.display()))
+                .resolve()
+                .unwrap()
+                .expose(),
+            "from-file"
+        );
+        let missing = SecretReference::literal("env:WASMHOOK_TEST_SURELY_UNSET_VARIABLE")
+            .resolve()
+            .unwrap_err();
+        assert!(missing.to_string().contains("WASMHOOK_TEST_SURELY_UNSET_VARIABLE"));
+        assert_eq!(
+            format!("{:?}", SecretReference::literal("hunter2")),
+            "SecretReference(<literal>)"
+        );
+    }
+
+    #[test]
+    fn source_limits_override_only_what_they_name() {
+        let config = Config::from_toml(
+            "[[sources]]\nname = \"a\"\nplugin = \"x\"\nlimits = { deadline_ms = 250 }",
+        )
+        .unwrap();
+        let limits = config.sources[0].limits(&config.plugins.limits);
+        assert_eq!(limits.deadline_ms, 250);
+        assert_eq!(limits.max_memory_bytes, PluginLimits::default().max_memory_bytes);
+    }
+}

@@ -1,0 +1,135 @@
+//! Every HTTP error the host answers, and its status: the one place where failures become
+//! statuses. Bodies are `{"code", "detail"}`; details say what was wrong without revealing
+//! secrets or internals (a 5xx says only that the service is unavailable).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::plugins::RejectionKind;
+use crate::signature::SignatureError;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn unknown_source(source: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            format!("no source named {source:?} is configured"),
+        )
+    }
+
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn body_unreadable() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            "the request body could not be read",
+        )
+    }
+
+    pub fn rate_limited(retry_after_seconds: u64) -> ApiError {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "this source sends faster than its configured rate limit",
+            )
+        }
+    }
+
+    pub fn signature(error: &SignatureError) -> ApiError {
+        let code = match error {
+            SignatureError::TimestampOutsideTolerance { .. } => "stale_signature",
+            _ => "invalid_signature",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, code, error.to_string())
+    }
+
+    /// A plugin's refusal; `Ignored` is not an error and never reaches here.
+    pub fn rejection(kind: RejectionKind, reason: String) -> ApiError {
+        let (status, code) = match kind {
+            RejectionKind::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
+            RejectionKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            RejectionKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            RejectionKind::StaleTimestamp => (StatusCode::BAD_REQUEST, "stale_timestamp"),
+            RejectionKind::Ignored => (StatusCode::ACCEPTED, "ignored"),
+        };
+        ApiError::new(status, code, reason)
+    }
+
+    pub fn store_unavailable() -> ApiError {
+        ApiError {
+            retry_after_seconds: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the webhook could not be stored right now; retry later",
+            )
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"code": self.code, "detail": self.detail});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&seconds.to_string()).expect("digits are a valid header"),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_map_to_their_statuses() {
+        let table = [
+            (RejectionKind::Malformed, StatusCode::BAD_REQUEST),
+            (RejectionKind::Invalid, StatusCode::UNPROCESSABLE_ENTITY),
+            (RejectionKind::Unauthenticated, StatusCode::UNAUTHORIZED),
+            (RejectionKind::StaleTimestamp, StatusCode::BAD_REQUEST),
+        ];
+        for (kind, status) in table {
+            assert_eq!(ApiError::rejection(kind, String::new()).status, status);
+        }
+    }
+
+    #[test]
+    fn retry_after_is_sent_for_rate_limits_and_outages() {
+        for error in [ApiError::rate_limited(3), ApiError::store_unavailable()] {
+            let response = error.into_response();
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+        }
+    }
+}

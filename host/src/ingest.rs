@@ -1,0 +1,240 @@
+//! `POST /webhooks/{source}`: the inbound path. In order: find the source (404), bound the
+//! body (413), rate limit (429), check the signature (401), run the plugin (its rejection, its
+//! reply, or a quarantine when it fails), then store through the group-commit queue and answer
+//! 202 (or 200 for a duplicate) only after the commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::http_error::ApiError;
+use crate::ingest_queue::IngestQueue;
+use crate::plugins::{Plugin, PluginOutcome, PluginRequest, RejectionKind, SourceSettings};
+use crate::rate_limit::TokenBucket;
+use crate::routes::RoutePatterns;
+use crate::signature::{self, Secret, SignedRequest};
+use crate::store::{IngestOutcome, IngestWrite, RawRequest};
+
+/// One configured source, ready to take requests.
+pub struct SourceRuntime {
+    pub name: String,
+    pub plugin: Arc<Plugin>,
+    pub settings: SourceSettings,
+    pub secrets: Arc<[Secret]>,
+    pub config: String,
+    pub signature_tolerance_seconds: i64,
+    pub rate_limiter: Option<Mutex<TokenBucket>>,
+}
+
+/// A destination's name and compiled routes.
+pub struct DestinationRoutes {
+    pub name: String,
+    pub patterns: RoutePatterns,
+}
+
+/// What the ingest handler needs.
+pub struct IngestState {
+    pub sources: HashMap<String, SourceRuntime>,
+    pub destinations: Vec<DestinationRoutes>,
+    pub queue: IngestQueue,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: Arc<IngestState>) -> axum::Router {
+    axum::Router::new()
+        .route("/webhooks/{source}", axum::routing::post(receive_webhook))
+        .with_state(state)
+}
+
+async fn receive_webhook(
+    State(state): State<Arc<IngestState>>,
+    Path(source_name): Path<String>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let received_at = chrono::Utc::now();
+    let source = state
+        .sources
+        .get(&source_name)
+        .ok_or_else(|| ApiError::unknown_source(&source_name))?;
+    let body = read_bounded_body(&headers, body, state.max_body_bytes).await?;
+
+    if let Some(rate_limiter) = &source.rate_limiter {
+        let verdict = rate_limiter
+            .lock()
+            .expect("rate limiter lock poisoned")
+            .try_take(Instant::now());
+        if let Err(wait) = verdict {
+            return Err(ApiError::rate_limited(wait.as_secs().max(1)));
+        }
+    }
+
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    signature::verify(
+        &source.settings.signature,
+        SignedRequest {
+            headers: &header_pairs,
+            body: &body,
+        },
+        &source.secrets,
+        received_at.timestamp(),
+        source.signature_tolerance_seconds,
+    )
+    .map_err(|error| ApiError::signature(&error))?;
+
+    let request_id = Uuid::now_v7();
+    let raw = RawRequest {
+        id: request_id,
+        source_name: source.name.clone(),
+        received_at,
+        method: method.to_string(),
+        path: format!("/webhooks/{}", source.name),
+        query: query.unwrap_or_default(),
+        headers: header_pairs,
+        body,
+        plugin: source.plugin.label().to_owned(),
+    };
+    let plugin_request = PluginRequest {
+        request_id: request_id.to_string(),
+        method: raw.method.clone(),
+        path: raw.path.clone(),
+        query: raw.query.clone(),
+        headers: raw.headers.clone(),
+        body: raw.body.clone(),
+        received_at,
+        source_name: source.name.clone(),
+        config: source.config.clone(),
+    };
+    let write = match source
+        .plugin
+        .handle(plugin_request, source.secrets.clone())
+        .await
+    {
+        Err(error) => {
+            // The webhook is authentic but the plugin failed: keep it for a replay through a
+            // fixed plugin rather than lose it.
+            tracing::warn!(source = %source.name, request_id = %request_id, "quarantined: {error}");
+            IngestWrite::Quarantine {
+                raw,
+                error: error.to_string(),
+            }
+        }
+        Ok(report) => match report.outcome {
+            PluginOutcome::Rejected {
+                kind: RejectionKind::Ignored,
+                reason,
+            } => return Ok(ignored(&reason)),
+            PluginOutcome::Rejected { kind, reason } => {
+                return Err(ApiError::rejection(kind, reason));
+            }
+            PluginOutcome::Reply(reply) => return Ok(plugin_reply(reply)),
+            PluginOutcome::Events(events) if events.is_empty() => {
+                return Ok(ignored("the plugin produced no events for this request"));
+            }
+            PluginOutcome::Events(events) => IngestWrite::Events {
+                raw,
+                events: events
+                    .into_iter()
+                    .map(|event| {
+                        let destinations = state
+                            .destinations
+                            .iter()
+                            .filter(|destination| destination.patterns.matches_any(&event.route_keys))
+                            .map(|destination| destination.name.clone())
+                            .collect();
+                        (event, destinations)
+                    })
+                    .collect(),
+            },
+        },
+    };
+
+    let outcome = state
+        .queue
+        .write(write)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    Ok(match outcome {
+        IngestOutcome::Accepted { event_ids } => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "accepted", "event_id": event_ids[0], "event_ids": event_ids})),
+        )
+            .into_response(),
+        IngestOutcome::Duplicate { event_id } => (
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "event_id": event_id})),
+        )
+            .into_response(),
+        IngestOutcome::Quarantined { request_id } => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "quarantined", "request_id": request_id})),
+        )
+            .into_response(),
+    })
+}
+
+/// Reads the body up to `limit` bytes; a declared or actual larger body is refused without
+/// reading the rest.
+async fn read_bounded_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::body_too_large(limit))
+        }
+        Err(_) => Err(ApiError::body_unreadable()),
+    }
+}
+
+fn ignored(reason: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "ignored", "reason": reason})),
+    )
+        .into_response()
+}
+
+fn plugin_reply(reply: crate::plugins::PluginReply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).expect("the runtime admits only valid statuses");
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,100 @@
+//! Group commit: concurrent ingest requests are written together, so that durable throughput
+//! grows with concurrency instead of paying one commit per request.
+//!
+//! Each request submits its write and waits for its own outcome, which arrives only after the
+//! transaction holding its rows has committed. A few writer tasks take turns: while one commits,
+//! the next collects whatever arrived meanwhile (up to `batch_max_requests`) into its batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::store::{self, IngestOutcome, IngestWrite, StoreUnavailable};
+
+struct PendingWrite {
+    write: IngestWrite,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreUnavailable>>,
+}
+
+/// The submitting side of the group-commit queue.
+#[derive(Clone)]
+pub struct IngestQueue {
+    sender: mpsc::Sender<PendingWrite>,
+}
+
+/// How the queue batches.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestQueueSettings {
+    pub batch_max_requests: usize,
+    pub writers: usize,
+    pub dedupe_window: Duration,
+}
+
+impl IngestQueue {
+    /// Starts the writer tasks. They stop when every `IngestQueue` clone is dropped.
+    pub fn start(pool: PgPool, settings: IngestQueueSettings) -> IngestQueue {
+        let (sender, receiver) = mpsc::channel::<PendingWrite>(settings.batch_max_requests * 8);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..settings.writers {
+            tokio::spawn(run_writer(pool.clone(), receiver.clone(), settings));
+        }
+        IngestQueue { sender }
+    }
+
+    /// Submits one write and waits until it is committed (or the store failed).
+    pub async fn write(&self, write: IngestWrite) -> Result<IngestOutcome, StoreUnavailable> {
+        let (reply, outcome) = oneshot::channel();
+        self.sender
+            .send(PendingWrite { write, reply })
+            .await
+            .map_err(|_| StoreUnavailable("the ingest writers have stopped".to_owned()))?;
+        outcome
+            .await
+            .map_err(|_| StoreUnavailable("the ingest writer stopped before answering".to_owned()))?
+    }
+}
+
+async fn run_writer(
+    pool: PgPool,
+    receiver: Arc<Mutex<mpsc::Receiver<PendingWrite>>>,
+    settings: IngestQueueSettings,
+) {
+    let mut batch: Vec<PendingWrite> = Vec::with_capacity(settings.batch_max_requests);
+    loop {
+        {
+            let mut receiver = receiver.lock().await;
+            match receiver.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < settings.batch_max_requests {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (writes, replies): (Vec<IngestWrite>, Vec<_>) = batch
+            .drain(..)
+            .map(|pending| (pending.write, pending.reply))
+            .unzip();
+        let result =
+            store::write_batch(&pool, &writes, settings.dedupe_window, chrono::Utc::now()).await;
+        match result {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // A requester that went away still had its rows committed; nothing to do.
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::error!("an ingest batch of {} requests was not stored: {error}", writes.len());
+                for reply in replies {
+                    let _ = reply.send(Err(StoreUnavailable(error.0.clone())));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `wasmhook serve`: builds every part from the configuration (database, migrations, plugins,
+//! sources, destinations, the ingest queue) and serves HTTP until asked to stop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
+use crate::ingest::{DestinationRoutes, IngestState, SourceRuntime};
+use crate::ingest_queue::{IngestQueue, IngestQueueSettings};
+use crate::plugins::{PluginRuntime, RuntimeSettings};
+use crate::rate_limit::TokenBucket;
+use crate::routes::RoutePatterns;
+use crate::store::{self, DestinationRecord};
+
+const EMBEDDED_DATABASE: &str = "wasmhook";
+
+/// A database the host uses: either the configured URL or its own embedded cluster.
+pub struct Database {
+    pub pool: PgPool,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// Connects to the configured database (starting the embedded one when no URL is set) and
+/// runs the migrations.
+pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    let (url, embedded) = match &config.database.url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let directory = config.database.data_dir.clone();
+            let cluster = tokio::task::spawn_blocking(move || {
+                EmbeddedPostgres::start(&directory, ClusterOptions::default())
+            })
+            .await
+            .context("starting the embedded PostgreSQL")??;
+            tracing::info!(
+                socket_dir = %cluster.socket_dir().display(),
+                "embedded PostgreSQL is running"
+            );
+            store::create_database_if_missing(&cluster.url("postgres"), EMBEDDED_DATABASE).await?;
+            (cluster.url(EMBEDDED_DATABASE), Some(cluster))
+        }
+    };
+    let pool = store::connect(
+        &url,
+        config.database.max_connections,
+        Duration::from_secs(config.database.acquire_timeout_seconds),
+    )?;
+    store::migrate(&pool)
+        .await
+        .context("preparing the database (is it reachable?)")?;
+    Ok(Database { pool, embedded })
+}
+
+/// A server that is accepting requests.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub pool: PgPool,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and stops the embedded database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.finish().await
+    }
+
+    /// Serves until `stop` resolves, then shuts down.
+    pub async fn serve_until(mut self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        stop.await;
+        tracing::info!("shutting down");
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.finish().await
+    }
+
+    async fn finish(self) -> anyhow::Result<()> {
+        self.serving
+            .await
+            .context("the HTTP server task failed")?
+            .context("serving HTTP")?;
+        self.pool.close().await;
+        if let Some(cluster) = self.embedded {
+            tokio::task::spawn_blocking(move || cluster.stop())
+                .await
+                .context("stopping the embedded PostgreSQL")??;
+        }
+        Ok(())
+    }
+}
+
+/// Builds everything and starts serving on `server.listen`.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let database = open_database(&config).await?;
+    let runtime = PluginRuntime::new(RuntimeSettings {
+        max_concurrent_instances: config.plugins.max_concurrent_instances,
+        pool_memory_bytes: config.plugins.pool_memory_bytes,
+        compiled_cache_dir: Some(config.compiled_cache_dir()),
+    })?;
+
+    let mut sources = HashMap::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        let path = config.plugins.dir.join(format!("{}.wasm", source.plugin));
+        let plugin = runtime
+            .load_file(&path, source.limits(&config.plugins.limits))
+            .await
+            .with_context(|| format!("sources[{index}] ({}): loading plugin {}", source.name, source.plugin))?;
+        let settings = plugin
+            .configure(&source.config)
+            .await
+            .with_context(|| format!("sources[{index}] ({}): config", source.name))?;
+        let secrets = source
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(secret_index, secret)| {
+                secret
+                    .resolve()
+                    .with_context(|| format!("sources[{index}].secrets[{secret_index}]"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(
+            source = %source.name,
+            plugin = %plugin.label(),
+            "source ready at POST /webhooks/{}",
+            source.name
+        );
+        sources.insert(
+            source.name.clone(),
+            SourceRuntime {
+                name: source.name.clone(),
+                plugin: Arc::new(plugin),
+                settings,
+                secrets: secrets.into(),
+                config: source.config.clone(),
+                signature_tolerance_seconds: source
+                    .signature_tolerance_seconds
+                    .unwrap_or(config.ingest.signature_tolerance_seconds)
+                    as i64,
+                rate_limiter: source.rate_limit.map(|limit| {
+                    Mutex::new(TokenBucket::new(
+                        limit.requests_per_second,
+                        limit.burst,
+                        Instant::now(),
+                    ))
+                }),
+            },
+        );
+    }
+
+    let mut destination_routes = Vec::new();
+    let mut destination_records = Vec::new();
+    for (index, destination) in config.destinations.iter().enumerate() {
+        destination_routes.push(DestinationRoutes {
+            name: destination.name.clone(),
+            patterns: RoutePatterns::new(&destination.routes)?,
+        });
+        let signing_secret = destination
+            .secret
+            .as_ref()
+            .map(|secret| secret.resolve())
+            .transpose()
+            .with_context(|| format!("destinations[{index}].secret"))?;
+        destination_records.push(DestinationRecord {
+            name: destination.name.clone(),
+            url: destination.url.clone(),
+            routes: destination.routes.clone(),
+            signing_secret: signing_secret.map(|secret| secret.expose().to_owned()),
+        });
+    }
+    store::upsert_destinations(&database.pool, &destination_records).await?;
+
+    let queue = IngestQueue::start(
+        database.pool.clone(),
+        IngestQueueSettings {
+            batch_max_requests: config.ingest.batch_max_requests,
+            writers: config.ingest.writers,
+            dedupe_window: Duration::from_secs(config.ingest.dedupe_window_seconds),
+        },
+    );
+    let state = Arc::new(IngestState {
+        sources,
+        destinations: destination_routes,
+        queue,
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    let router = crate::ingest::router(state);
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tracing::info!("wasmhook is listening on http://{address}");
+    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_requested.await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        address,
+        pool: database.pool,
+        shutdown: Some(shutdown),
+        serving,
+        embedded: database.embedded,
+    })
+}

@@ -1,0 +1,416 @@
+//! The durable store: PostgreSQL through sqlx. All of the ingest path's SQL lives here.
+//!
+//! `write_batch` stores many ingested requests in one transaction (the group commit of
+//! `ingest_queue`): dedupe keys first, so that only the first arrival of an event id creates
+//! anything, then raw requests, events and one delivery job per matching destination.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+use uuid::Uuid;
+
+use crate::events::NormalizedEvent;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The store is unreachable or failed; the request must not be acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable: {0}")]
+pub struct StoreUnavailable(pub String);
+
+/// Opens a connection pool. Connections are made lazily, so a pool outlives a database outage
+/// and reconnects by itself when the database returns.
+pub fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .context("parsing the database URL")?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+/// Creates `database` on the server of `admin_url` if it does not exist yet.
+pub async fn create_database_if_missing(admin_url: &str, database: &str) -> anyhow::Result<()> {
+    let pool = connect(admin_url, 1, Duration::from_secs(10))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&pool)
+            .await
+            .context("checking for the database")?;
+    if !exists {
+        pool.execute(format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\"")).as_str())
+            .await
+            .with_context(|| format!("creating the database {database}"))?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Runs the migrations in `migrations/`.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("running the migrations")
+}
+
+/// Whether the database answers a trivial query.
+pub async fn is_reachable(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}
+
+/// A destination as the configuration declares it.
+#[derive(Clone, Debug)]
+pub struct DestinationRecord {
+    pub name: String,
+    pub url: String,
+    pub routes: Vec<String>,
+    pub signing_secret: Option<String>,
+}
+
+/// Inserts or updates the configured destinations.
+pub async fn upsert_destinations(
+    pool: &PgPool,
+    destinations: &[DestinationRecord],
+) -> anyhow::Result<()> {
+    for destination in destinations {
+        sqlx::query(
+            "INSERT INTO destinations (name, url, routes, signing_secret) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, routes = EXCLUDED.routes,
+                 signing_secret = EXCLUDED.signing_secret, updated_at = now()",
+        )
+        .bind(&destination.name)
+        .bind(&destination.url)
+        .bind(&destination.routes)
+        .bind(&destination.signing_secret)
+        .execute(pool)
+        .await
+        .with_context(|| format!("storing the destination {}", destination.name))?;
+    }
+    Ok(())
+}
+
+/// The request as received, kept for replay.
+#[derive(Clone, Debug)]
+pub struct RawRequest {
+    pub id: Uuid,
+    pub source_name: String,
+    pub received_at: DateTime<Utc>,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// `name@version` of the plugin that handled it.
+    pub plugin: String,
+}
+
+/// What one ingested request asks the store to keep.
+#[derive(Clone, Debug)]
+pub enum IngestWrite {
+    /// Normalized events, each with the destinations its routes matched.
+    Events {
+        raw: RawRequest,
+        events: Vec<(NormalizedEvent, Vec<String>)>,
+    },
+    /// The plugin failed: keep the raw request for a replay through a fixed plugin.
+    Quarantine { raw: RawRequest, error: String },
+}
+
+/// What the store did with one write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// New events were stored, with these host ids.
+    Accepted { event_ids: Vec<Uuid> },
+    /// Every event was seen before; the id of the first stored event.
+    Duplicate { event_id: Uuid },
+    /// The raw request was stored for replay.
+    Quarantined { request_id: Uuid },
+}
+
+/// Stores a batch of writes in one transaction and says what became of each.
+pub async fn write_batch(
+    pool: &PgPool,
+    writes: &[IngestWrite],
+    dedupe_window: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>, StoreUnavailable> {
+    write_batch_inner(pool, writes, dedupe_window, now)
+        .await
+        .map_err(|error| StoreUnavailable(format!("{error:#}")))
+}
+
+async fn write_batch_inner(
+    pool: &PgPool,
+    writes: &[IngestWrite],
+    dedupe_window: Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<IngestOutcome>> {
+    // Every event gets a fresh row id; the first arrival of each (source, event id) in the
+    // batch claims the key, later arrivals in the same batch are its duplicates.
+    let mut row_ids: Vec<Vec<Uuid>> = Vec::with_capacity(writes.len());
+    let mut first_claim: HashMap<(&str, &str), Uuid> = HashMap::new();
+    for write in writes {
+        let ids = match write {
+            IngestWrite::Events { raw, events } => events
+                .iter()
+                .map(|(event, _)| {
+                    let id = Uuid::now_v7();
+                    first_claim
+                        .entry((raw.source_name.as_str(), event.id.as_str()))
+                        .or_insert(id);
+                    id
+                })
+                .collect(),
+            IngestWrite::Quarantine { .. } => Vec::new(),
+        };
+        row_ids.push(ids);
+    }
+
+    // Keys in a fixed order, so that concurrent batches lock them in the same order.
+    let mut claims: Vec<(&str, &str, Uuid)> = first_claim
+        .iter()
+        .map(|(&(source, event_id), &row_id)| (source, event_id, row_id))
+        .collect();
+    claims.sort_unstable();
+
+    let mut transaction = pool.begin().await.context("beginning a transaction")?;
+    let won: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO dedupe_keys (source_name, event_id, event_row_id, created_at)
+         SELECT source_name, event_id, event_row_id, $4
+         FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS claim (source_name, event_id, event_row_id)
+         ON CONFLICT (source_name, event_id) DO UPDATE
+             SET event_row_id = EXCLUDED.event_row_id, created_at = EXCLUDED.created_at
+             WHERE dedupe_keys.created_at < EXCLUDED.created_at - $5 * interval '1 second'
+         RETURNING source_name, event_id",
+    )
+    .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind(claims.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind(now)
+    .bind(dedupe_window.as_secs_f64())
+    .fetch_all(&mut *transaction)
+    .await
+    .context("claiming dedupe keys")?;
+    let won: std::collections::HashSet<(String, String)> = won.into_iter().collect();
+
+    let lost: Vec<&(&str, &str, Uuid)> = claims
+        .iter()
+        .filter(|(source, event_id, _)| !won.contains(&(source.to_string(), event_id.to_string())))
+        .collect();
+    let mut existing: HashMap<(String, String), Uuid> = HashMap::new();
+    if !lost.is_empty() {
+        let rows: Vec<(String, String, Uuid)> = sqlx::query_as(
+            "SELECT d.source_name, d.event_id, d.event_row_id
+             FROM dedupe_keys d
+             JOIN UNNEST($1::text[], $2::text[]) AS lost (source_name, event_id)
+               ON d.source_name = lost.source_name AND d.event_id = lost.event_id",
+        )
+        .bind(lost.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(lost.iter().map(|c| c.1).collect::<Vec<_>>())
+        .fetch_all(&mut *transaction)
+        .await
+        .context("reading the first arrivals of duplicates")?;
+        existing = rows
+            .into_iter()
+            .map(|(source, event_id, row_id)| ((source, event_id), row_id))
+            .collect();
+    }
+
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut raw_rows: Vec<(&RawRequest, &'static str, Option<&str>)> = Vec::new();
+    let mut event_rows: Vec<(Uuid, &RawRequest, &NormalizedEvent)> = Vec::new();
+    let mut job_rows: Vec<(Uuid, Uuid, &str)> = Vec::new();
+    for (write, ids) in writes.iter().zip(&row_ids) {
+        match write {
+            IngestWrite::Quarantine { raw, error } => {
+                raw_rows.push((raw, "quarantined", Some(error.as_str())));
+                outcomes.push(IngestOutcome::Quarantined { request_id: raw.id });
+            }
+            IngestWrite::Events { raw, events } => {
+                let mut accepted = Vec::new();
+                let mut first_duplicate = None;
+                for ((event, destinations), row_id) in events.iter().zip(ids) {
+                    let key = (raw.source_name.as_str(), event.id.as_str());
+                    let claimed_here = first_claim.get(&key) == Some(row_id);
+                    let claim_won = won.contains(&(key.0.to_owned(), key.1.to_owned()));
+                    if claimed_here && claim_won {
+                        accepted.push(*row_id);
+                        event_rows.push((*row_id, raw, event));
+                        for destination in destinations {
+                            job_rows.push((Uuid::now_v7(), *row_id, destination.as_str()));
+                        }
+                    } else if first_duplicate.is_none() {
+                        first_duplicate = Some(if claim_won {
+                            first_claim[&key]
+                        } else {
+                            existing
+                                .get(&(key.0.to_owned(), key.1.to_owned()))
+                                .copied()
+                                .unwrap_or(first_claim[&key])
+                        });
+                    }
+                }
+                if accepted.is_empty() {
+                    let event_id = first_duplicate.context("a write without events")?;
+                    outcomes.push(IngestOutcome::Duplicate { event_id });
+                } else {
+                    raw_rows.push((raw, "accepted", None));
+                    outcomes.push(IngestOutcome::Accepted {
+                        event_ids: accepted,
+                    });
+                }
+            }
+        }
+    }
+
+    if !raw_rows.is_empty() {
+        let headers: Vec<serde_json::Value> = raw_rows
+            .iter()
+            .map(|(raw, _, _)| serde_json::json!(raw.headers))
+            .collect();
+        sqlx::query(
+            "INSERT INTO raw_requests
+                 (id, source_name, received_at, method, path, query, headers, body, status, plugin, error)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                 $6::text[], $7::jsonb[], $8::bytea[], $9::text[], $10::text[], $11::text[])",
+        )
+        .bind(raw_rows.iter().map(|r| r.0.id).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.0.source_name.as_str()).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.0.received_at).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.0.method.as_str()).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.0.path.as_str()).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.0.query.as_str()).collect::<Vec<_>>())
+        .bind(headers)
+        .bind(raw_rows.iter().map(|r| r.0.body.as_slice()).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.0.plugin.as_str()).collect::<Vec<_>>())
+        .bind(raw_rows.iter().map(|r| r.2).collect::<Vec<_>>())
+        .execute(&mut *transaction)
+        .await
+        .context("storing raw requests")?;
+    }
+    if !event_rows.is_empty() {
+        let route_keys: Vec<String> = event_rows
+            .iter()
+            .map(|(_, _, event)| postgres_text_array(&event.route_keys))
+            .collect();
+        sqlx::query(
+            "INSERT INTO events
+                 (id, raw_request_id, source_name, event_id, event_type, event_source, subject,
+                  time, data, route_keys, created_at)
+             SELECT id, raw_request_id, source_name, event_id, event_type, event_source, subject,
+                  time, data, route_keys::text[], $11
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::text[], $8::text[], $9::text[], $10::text[])
+                  AS e (id, raw_request_id, source_name, event_id, event_type, event_source,
+                        subject, time, data, route_keys)",
+        )
+        .bind(event_rows.iter().map(|e| e.0).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.1.id).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.1.source_name.as_str()).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.2.id.as_str()).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.2.event_type.as_str()).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.2.source.as_str()).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.2.subject.as_deref()).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.2.time.as_str()).collect::<Vec<_>>())
+        .bind(event_rows.iter().map(|e| e.2.data_json.as_str()).collect::<Vec<_>>())
+        .bind(route_keys)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .context("storing events")?;
+    }
+    if !job_rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO delivery_jobs (id, event_row_id, destination_name, next_attempt_at, created_at)
+             SELECT id, event_row_id, destination_name, $4, $4
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS j (id, event_row_id, destination_name)",
+        )
+        .bind(job_rows.iter().map(|j| j.0).collect::<Vec<_>>())
+        .bind(job_rows.iter().map(|j| j.1).collect::<Vec<_>>())
+        .bind(job_rows.iter().map(|j| j.2).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .context("creating delivery jobs")?;
+        // Wakes the delivery workers as soon as this transaction commits.
+        sqlx::query("SELECT pg_notify('wasmhook_jobs', '')")
+            .execute(&mut *transaction)
+            .await
+            .context("notifying the workers")?;
+    }
+    transaction.commit().await.context("committing")?;
+    Ok(outcomes)
+}
+
+/// A text array literal (`{"a","b"}`), because arrays of arrays cannot be bound directly.
+fn postgres_text_array(items: &[String]) -> String {
+    let mut literal = String::from("{");
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for character in item.chars() {
+            if character == '"' || character == '\\' {
+                literal.push('\\');
+            }
+            literal.push(character);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
+/// Counts used by tests and the admin API: rows per table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredCounts {
+    pub raw_requests: i64,
+    pub quarantined: i64,
+    pub events: i64,
+    pub delivery_jobs: i64,
+}
+
+pub async fn stored_counts(pool: &PgPool) -> anyhow::Result<StoredCounts> {
+    let (raw_requests, quarantined, events, delivery_jobs): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM raw_requests),
+                (SELECT count(*) FROM raw_requests WHERE status = 'quarantined'),
+                (SELECT count(*) FROM events),
+                (SELECT count(*) FROM delivery_jobs)",
+    )
+    .fetch_one(pool)
+    .await
+    .context("counting stored rows")?;
+    Ok(StoredCounts {
+        raw_requests,
+        quarantined,
+        events,
+        delivery_jobs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_array_literals_escape_quotes_and_backslashes() {
+        let table: &[(&[&str], &str)] = &[
+            (&[], "{}"),
+            (&["github.push"], r#"{"github.push"}"#),
+            (&["a", "b,c"], r#"{"a","b,c"}"#),
+            (&[r#"q"uote"#, r"back\slash"], r#"{"q\"uote","back\\slash"}"#),
+        ];
+        for (items, expected) in table {
+            let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            assert_eq!(postgres_text_array(&items), *expected);
+        }
+    }
+}
