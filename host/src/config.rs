@@ -203,7 +203,9 @@ impl Config {
             bail!("invalid configuration: server.max_body_bytes must be above 0");
         }
         if self.ingest.batch_max_requests == 0 || self.ingest.writers == 0 {
-            bail!("invalid configuration: ingest.batch_max_requests and ingest.writers must be above 0");
+            bail!(
+                "invalid configuration: ingest.batch_max_requests and ingest.writers must be above 0"
+            );
         }
         let mut source_names = std::collections::BTreeSet::new();
         for (index, source) in self.sources.iter().enumerate() {
@@ -211,7 +213,10 @@ impl Config {
                 !name.is_empty()
                     && name.len() <= 64
                     && name.bytes().all(|byte| {
-                        byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+                        byte.is_ascii_lowercase()
+                            || byte.is_ascii_digit()
+                            || byte == b'-'
+                            || byte == b'_'
                     })
             };
             if !is_plain(&source.name) {
@@ -322,7 +327,10 @@ mod tests {
         let path = directory.path().join("secret");
         std::fs::write(&path, "from-file\n").unwrap();
         assert_eq!(
-            SecretReference::literal("plain").resolve().unwrap().expose(),
+            SecretReference::literal("plain")
+                .resolve()
+                .unwrap()
+                .expose(),
             "plain"
         );
         assert_eq!(
@@ -335,7 +343,11 @@ mod tests {
         let missing = SecretReference::literal("env:WASMHOOK_TEST_SURELY_UNSET_VARIABLE")
             .resolve()
             .unwrap_err();
-        assert!(missing.to_string().contains("WASMHOOK_TEST_SURELY_UNSET_VARIABLE"));
+        assert!(
+            missing
+                .to_string()
+                .contains("WASMHOOK_TEST_SURELY_UNSET_VARIABLE")
+        );
         assert_eq!(
             format!("{:?}", SecretReference::literal("hunter2")),
             "SecretReference(<literal>)"
@@ -350,6 +362,9 @@ mod tests {
         .unwrap();
         let limits = config.sources[0].limits(&config.plugins.limits);
         assert_eq!(limits.deadline_ms, 250);
-        assert_eq!(limits.max_memory_bytes, PluginLimits::default().max_memory_bytes);
+        assert_eq!(
+            limits.max_memory_bytes,
+            PluginLimits::default().max_memory_bytes
+        );
     }
 }

@@ -46,8 +46,9 @@ impl EmbeddedPostgres {
         if let Some(user) = &run_as {
             // The server's user must reach the directory and own its socket directory.
             make_traversable(&dir)?;
-            nix::unistd::chown(&socket_dir, Some(user.uid), Some(user.gid))
-                .with_context(|| format!("handing {} to the postgres user", socket_dir.display()))?;
+            nix::unistd::chown(&socket_dir, Some(user.uid), Some(user.gid)).with_context(|| {
+                format!("handing {} to the postgres user", socket_dir.display())
+            })?;
         }
         let cluster = EmbeddedPostgres {
             data_dir,
@@ -96,14 +97,16 @@ impl EmbeddedPostgres {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating {}", self.data_dir.display()))?;
         if let Some(user) = &self.run_as {
-            nix::unistd::chown(&self.data_dir, Some(user.uid), Some(user.gid))
-                .with_context(|| format!("handing {} to the postgres user", self.data_dir.display()))?;
+            nix::unistd::chown(&self.data_dir, Some(user.uid), Some(user.gid)).with_context(
+                || format!("handing {} to the postgres user", self.data_dir.display()),
+            )?;
         }
         let mut command = self.command("initdb");
-        command
-            .arg("--pgdata")
-            .arg(&self.data_dir)
-            .args(["--username=postgres", "--auth=trust", "--encoding=UTF8"]);
+        command.arg("--pgdata").arg(&self.data_dir).args([
+            "--username=postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+        ]);
         if self.options.throwaway {
             command.arg("--no-sync");
         }

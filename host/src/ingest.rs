@@ -158,7 +158,9 @@ async fn receive_webhook(
                         let destinations = state
                             .destinations
                             .iter()
-                            .filter(|destination| destination.patterns.matches_any(&event.route_keys))
+                            .filter(|destination| {
+                                destination.patterns.matches_any(&event.route_keys)
+                            })
                             .map(|destination| destination.name.clone())
                             .collect();
                         (event, destinations)

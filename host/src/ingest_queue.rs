@@ -50,9 +50,9 @@ impl IngestQueue {
             .send(PendingWrite { write, reply })
             .await
             .map_err(|_| StoreUnavailable("the ingest writers have stopped".to_owned()))?;
-        outcome
-            .await
-            .map_err(|_| StoreUnavailable("the ingest writer stopped before answering".to_owned()))?
+        outcome.await.map_err(|_| {
+            StoreUnavailable("the ingest writer stopped before answering".to_owned())
+        })?
     }
 }
 
@@ -90,7 +90,10 @@ async fn run_writer(
                 }
             }
             Err(error) => {
-                tracing::error!("an ingest batch of {} requests was not stored: {error}", writes.len());
+                tracing::error!(
+                    "an ingest batch of {} requests was not stored: {error}",
+                    writes.len()
+                );
                 for reply in replies {
                     let _ = reply.send(Err(StoreUnavailable(error.0.clone())));
                 }

@@ -42,7 +42,11 @@ mod tests {
         let table: &[(&[&str], &[&str], bool)] = &[
             (&["github.push"], &["github.push"], true),
             (&["github.push"], &["github.pushed"], false),
-            (&["github.pull_request.*"], &["github.pull_request.opened"], true),
+            (
+                &["github.pull_request.*"],
+                &["github.pull_request.opened"],
+                true,
+            ),
             (&["github.pull_request.*"], &["github.pull_request"], false),
             (&["github.*"], &["github.pull_request.opened"], true),
             (&["*"], &["anything.at.all"], true),

@@ -77,7 +77,10 @@ impl RunningServer {
     }
 
     /// Serves until `stop` resolves, then shuts down.
-    pub async fn serve_until(mut self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve_until(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         stop.await;
         tracing::info!("shutting down");
         if let Some(shutdown) = self.shutdown.take() {
@@ -116,7 +119,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let plugin = runtime
             .load_file(&path, source.limits(&config.plugins.limits))
             .await
-            .with_context(|| format!("sources[{index}] ({}): loading plugin {}", source.name, source.plugin))?;
+            .with_context(|| {
+                format!(
+                    "sources[{index}] ({}): loading plugin {}",
+                    source.name, source.plugin
+                )
+            })?;
         let settings = plugin
             .configure(&source.config)
             .await

@@ -25,7 +25,11 @@ pub struct StoreUnavailable(pub String);
 
 /// Opens a connection pool. Connections are made lazily, so a pool outlives a database outage
 /// and reconnects by itself when the database returns.
-pub fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+pub fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .context("parsing the database URL")?
         .log_statements(tracing::log::LevelFilter::Trace)
@@ -313,13 +317,48 @@ async fn write_batch_inner(
         )
         .bind(event_rows.iter().map(|e| e.0).collect::<Vec<_>>())
         .bind(event_rows.iter().map(|e| e.1.id).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.1.source_name.as_str()).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.2.id.as_str()).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.2.event_type.as_str()).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.2.source.as_str()).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.2.subject.as_deref()).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.2.time.as_str()).collect::<Vec<_>>())
-        .bind(event_rows.iter().map(|e| e.2.data_json.as_str()).collect::<Vec<_>>())
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.1.source_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.2.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.2.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.2.source.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.2.subject.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.2.time.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            event_rows
+                .iter()
+                .map(|e| e.2.data_json.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(route_keys)
         .bind(now)
         .execute(&mut *transaction)
@@ -406,7 +445,10 @@ mod tests {
             (&[], "{}"),
             (&["github.push"], r#"{"github.push"}"#),
             (&["a", "b,c"], r#"{"a","b,c"}"#),
-            (&[r#"q"uote"#, r"back\slash"], r#"{"q\"uote","back\\slash"}"#),
+            (
+                &[r#"q"uote"#, r"back\slash"],
+                r#"{"q\"uote","back\\slash"}"#,
+            ),
         ];
         for (items, expected) in table {
             let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+pub mod database;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +19,7 @@ pub fn repository_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn built_component(folder: &str, name: &str) -> PathBuf {
+pub fn built_component(folder: &str, name: &str) -> PathBuf {
     let path = repository_root()
         .join("target")
         .join(folder)

@@ -1,0 +1,108 @@
+//! A real host on 127.0.0.1 with a fresh database, and a client to talk to it.
+
+use std::path::Path;
+
+use wasmhook::config::Config;
+use wasmhook::server::RunningServer;
+
+use super::database::TestDatabase;
+
+/// A running host and what the tests need around it.
+pub struct TestApp {
+    pub server: Option<RunningServer>,
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+    pub pool: sqlx::PgPool,
+    pub plugins_dir: tempfile::TempDir,
+    config_text: String,
+}
+
+/// A directory with every built component, production and test plugins alike.
+fn plugins_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, names) in [
+        ("plugins", &["github", "netflix", "generic"][..]),
+        ("test-plugins", &["hostile"][..]),
+    ] {
+        for name in names {
+            let source = super::built_component(folder, name);
+            std::os::unix::fs::symlink(&source, dir.path().join(format!("{name}.wasm"))).unwrap();
+        }
+    }
+    dir
+}
+
+fn full_config(database_url: &str, plugins_dir: &Path, sources_and_more: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[database]
+url = "{database_url}"
+max_connections = 8
+acquire_timeout_seconds = 2
+[plugins]
+dir = "{plugins_dir}"
+compiled_cache_dir = "{cache}"
+max_concurrent_instances = 16
+{sources_and_more}
+"#,
+        plugins_dir = plugins_dir.display(),
+        cache = super::shared_compiled_cache().display(),
+    )
+}
+
+impl TestApp {
+    /// Starts a host with the given `[[sources]]` and `[[destinations]]` TOML.
+    pub async fn spawn(sources_and_more: &str) -> TestApp {
+        let database = TestDatabase::create().await;
+        let plugins_dir = plugins_dir();
+        let config_text = full_config(&database.url, plugins_dir.path(), sources_and_more);
+        let server = start(&config_text).await;
+        TestApp {
+            base_url: format!("http://{}", server.address),
+            server: Some(server),
+            client: reqwest::Client::new(),
+            pool: database.pool(),
+            database,
+            plugins_dir,
+            config_text,
+        }
+    }
+
+    /// Stops the host (graceful shutdown) and starts a new one on the same database.
+    pub async fn restart(&mut self) {
+        self.server.take().unwrap().shutdown().await.unwrap();
+        let server = start(&self.config_text).await;
+        self.base_url = format!("http://{}", server.address);
+        self.server = Some(server);
+    }
+
+    pub async fn post(
+        &self,
+        source: &str,
+        headers: &[(String, String)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/{source}", self.base_url))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.expect("the host answers")
+    }
+
+    pub async fn counts(&self) -> wasmhook::store::StoredCounts {
+        wasmhook::store::stored_counts(&self.pool).await.unwrap()
+    }
+}
+
+async fn start(config_text: &str) -> RunningServer {
+    let config = Config::from_toml(config_text).expect("the test configuration is valid");
+    wasmhook::server::start(config)
+        .await
+        .expect("the host starts")
+}
