@@ -20,8 +20,9 @@ CREATE TABLE raw_requests (
     method text NOT NULL,
     path text NOT NULL,
     query text NOT NULL,
-    headers jsonb NOT NULL,
-    body bytea NOT NULL,
+    -- lz4 compresses these large values several times faster than the default pglz.
+    headers jsonb COMPRESSION lz4 NOT NULL,
+    body bytea COMPRESSION lz4 NOT NULL,
     status text NOT NULL CHECK (status IN ('accepted', 'quarantined')),
     plugin text NOT NULL,
     error text
@@ -39,7 +40,7 @@ CREATE TABLE events (
     subject text,
     time text NOT NULL,
     -- The event data as the plugin wrote it (one JSON document), kept byte for byte.
-    data text NOT NULL,
+    data text COMPRESSION lz4 NOT NULL,
     route_keys text[] NOT NULL,
     created_at timestamptz NOT NULL
 );

@@ -34,10 +34,60 @@ enum Command {
     },
     /// Prints the default configuration, every key documented.
     Config,
+    /// Posts one webhook to a running host, signed as the source's platform would sign it.
+    Send {
+        /// The config the host runs with; names the source, its plugin and secrets.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The source to post to (POST /webhooks/{source}).
+        #[arg(long)]
+        source: String,
+        /// A file holding the request body.
+        #[arg(long)]
+        body: PathBuf,
+        /// An extra header, `Name: value`; repeat for several.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+    },
+    /// Load generators (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Tools for plugin authors.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Ingest throughput and latency: wasmhook against a bare axum ceiling, same load.
+    Ingest {
+        /// Concurrent connections; repeat for several runs.
+        #[arg(long = "connections", short = 'c', default_values_t = [64])]
+        connections: Vec<usize>,
+        /// Requests per run.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Unmeasured requests before each run.
+        #[arg(long, default_value_t = 2_000)]
+        warmup: usize,
+        #[arg(long, default_value = "target/plugins")]
+        plugins_dir: PathBuf,
+        /// The push payload to send.
+        #[arg(long, default_value = "tests/fixtures/github/push.json")]
+        body: PathBuf,
+        /// Use this database instead of an embedded one.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// The bare axum ceiling server used by `bench ingest`.
+    #[command(hide = true)]
+    BareServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
     },
 }
 
@@ -92,6 +142,42 @@ fn main() -> ExitCode {
                 print!("{}", wasmhook::config::DEFAULT_CONFIG);
                 Ok(true)
             }
+            Command::Send {
+                config,
+                source,
+                body,
+                headers,
+            } => {
+                wasmhook::send::send(wasmhook::send::SendOptions {
+                    config_path: config,
+                    source_name: source,
+                    body_path: body,
+                    headers,
+                })
+                .await
+            }
+            Command::Bench { command } => match command {
+                BenchCommand::Ingest {
+                    connections,
+                    requests,
+                    warmup,
+                    plugins_dir,
+                    body,
+                    database_url,
+                } => wasmhook::loadgen::bench_ingest(wasmhook::loadgen::IngestBenchOptions {
+                    connections,
+                    requests,
+                    warmup_requests: warmup,
+                    plugins_dir,
+                    body_path: body,
+                    database_url,
+                })
+                .await
+                .map(|_| true),
+                BenchCommand::BareServer { listen } => {
+                    wasmhook::loadgen::serve_bare(listen).await.map(|()| true)
+                }
+            },
             Command::Plugin { command } => match command {
                 PluginCommand::Check { file } => plugin_tools::check(&file).await.map(|()| true),
                 PluginCommand::Run {
