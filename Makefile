@@ -12,7 +12,9 @@ WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin
 OCTOKIT_VERSION := 7.6.1
 OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
 
-.PHONY: all toolchain plugins test-plugins fixtures fmt-check lint test run bench clean
+WASMHOOK := $(CARGO_TARGET_DIR)/release/wasmhook
+
+.PHONY: all toolchain postgres plugins test-plugins fixtures fmt-check lint test release run send bench clean
 
 all: plugins
 
@@ -20,6 +22,12 @@ toolchain:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+# The PostgreSQL server binaries: the embedded database and the test clusters run them.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| (echo "installing the PostgreSQL server from Debian" && apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
 # One component per plugin at target/plugins/<name>.wasm.
 plugins: toolchain
@@ -51,16 +59,25 @@ lint: toolchain
 	cargo clippy --target wasm32-wasip2 $(foreach p,$(PLUGINS),-p wasmhook-plugin-$(p)) $(foreach p,$(TEST_PLUGINS),-p wasmhook-test-plugin-$(p)) -- -D warnings
 
 # Every check: formatting, lints with warnings denied, and every test.
-test: fmt-check lint plugins test-plugins fixtures
+test: fmt-check lint postgres plugins test-plugins fixtures
 	cargo test --workspace
 
-run: plugins
+release:
 	cargo build --release -p wasmhook
-	@$(foreach p,$(PLUGINS),$(CARGO_TARGET_DIR)/release/wasmhook plugin check target/plugins/$(p).wasm &&) true
+
+# Serves the example configuration (examples/wasmhook.toml) with an embedded PostgreSQL.
+run: postgres plugins release
+	$(WASMHOOK) serve --config examples/wasmhook.toml
+
+# Posts one signed GitHub push to the host `make run` started.
+send: release
+	$(WASMHOOK) send --config examples/wasmhook.toml --source github \
+		--body tests/fixtures/github/push.json -H 'X-GitHub-Event: push'
 
 # Benchmarks (not run by `make test`): see BENCHMARKS.md for what they measure.
-bench: plugins
+bench: postgres plugins release
 	cargo bench -p wasmhook --bench plugin_call
+	$(WASMHOOK) bench ingest --connections 64 --requests 20000
 
 clean:
 	rm -rf target

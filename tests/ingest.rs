@@ -512,3 +512,38 @@ config = '{{"signature": {{"scheme": "none"}}}}'
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_command_posts_a_correctly_signed_webhook() {
+    let app = TestApp::spawn(SOURCES).await;
+    let address = app.base_url.trim_start_matches("http://").to_owned();
+    let config_path = app.plugins_dir.path().join("send.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"{address}\"\n[plugins]\ndir = \"{}\"\ncompiled_cache_dir = \"{}\"\n{SOURCES}",
+            app.plugins_dir.path().display(),
+            support::shared_compiled_cache().display()
+        ),
+    )
+    .unwrap();
+    let body_path = support::repository_root().join("tests/fixtures/github/push.json");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .arg("send")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--source", "github", "-H", "X-GitHub-Event: push", "--body"])
+        .arg(&body_path)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("202 "), "{stdout}");
+    assert!(stdout.contains("\"accepted\""), "{stdout}");
+    assert_eq!(app.counts().await.events, 1);
+}
