@@ -14,7 +14,7 @@ OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
 
 WASMHOOK := $(CARGO_TARGET_DIR)/release/wasmhook
 
-.PHONY: all toolchain postgres plugins test-plugins fixtures fmt-check lint test release run send bench clean
+.PHONY: all toolchain python-deps postgres plugins test-plugins fixtures fmt-check lint test release run send bench clean
 
 all: plugins
 
@@ -28,6 +28,11 @@ postgres:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| (echo "installing the PostgreSQL server from Debian" && apt-get update -qq \
 			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+# The official Standard Webhooks verifier, which the delivery tests check signatures with.
+python-deps:
+	@python3 -c "import standardwebhooks" 2>/dev/null \
+		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore standardwebhooks==1.1.0
 
 # One component per plugin at target/plugins/<name>.wasm.
 plugins: toolchain
@@ -59,7 +64,7 @@ lint: toolchain
 	cargo clippy --target wasm32-wasip2 $(foreach p,$(PLUGINS),-p wasmhook-plugin-$(p)) $(foreach p,$(TEST_PLUGINS),-p wasmhook-test-plugin-$(p)) -- -D warnings
 
 # Every check: formatting, lints with warnings denied, and every test.
-test: fmt-check lint postgres plugins test-plugins fixtures
+test: fmt-check lint postgres python-deps plugins test-plugins fixtures
 	cargo test --workspace
 
 release:

@@ -23,6 +23,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub plugins: PluginsConfig,
     pub ingest: IngestConfig,
+    pub delivery: DeliveryConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -62,6 +63,16 @@ pub struct IngestConfig {
     pub signature_tolerance_seconds: u64,
     pub batch_max_requests: usize,
     pub writers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub poll_interval_ms: u64,
+    pub claim_batch: usize,
+    pub rescue_interval_ms: u64,
+    pub shutdown_grace_seconds: u64,
+    pub allow_private_networks: bool,
 }
 
 /// A token bucket: `requests_per_second` refill, `burst` capacity.
@@ -105,6 +116,52 @@ pub struct DestinationConfig {
     pub secret: Option<SecretReference>,
     #[serde(default)]
     pub routes: Vec<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: f64,
+    #[serde(default = "default_retry_schedule_seconds")]
+    pub retry_schedule_seconds: Vec<f64>,
+    #[serde(default = "default_throttle_min_delay_seconds")]
+    pub throttle_min_delay_seconds: f64,
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    pub rate_limit_per_second: Option<f64>,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    #[serde(default)]
+    pub retry_client_errors: bool,
+    #[serde(default = "default_breaker_failure_threshold")]
+    pub breaker_failure_threshold: u32,
+    #[serde(default = "default_breaker_cooldown_seconds")]
+    pub breaker_cooldown_seconds: f64,
+}
+
+fn default_timeout_seconds() -> f64 {
+    15.0
+}
+
+/// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.6 hours over 8 attempts.
+fn default_retry_schedule_seconds() -> Vec<f64> {
+    vec![0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+}
+
+fn default_throttle_min_delay_seconds() -> f64 {
+    60.0
+}
+
+fn default_max_concurrency() -> u32 {
+    16
+}
+
+fn default_breaker_failure_threshold() -> u32 {
+    10
+}
+
+fn default_breaker_cooldown_seconds() -> f64 {
+    60.0
 }
 
 /// A secret as written in the configuration: a literal, `env:NAME` or `file:PATH`. Its `Debug`
@@ -260,6 +317,47 @@ impl Config {
             }
             crate::routes::RoutePatterns::new(&destination.routes)
                 .with_context(|| format!("invalid configuration: destinations[{index}].routes"))?;
+            let seconds = [
+                ("timeout_seconds", destination.timeout_seconds),
+                (
+                    "throttle_min_delay_seconds",
+                    destination.throttle_min_delay_seconds,
+                ),
+                (
+                    "breaker_cooldown_seconds",
+                    destination.breaker_cooldown_seconds,
+                ),
+            ];
+            for (key, value) in seconds.into_iter().chain(
+                destination
+                    .retry_schedule_seconds
+                    .iter()
+                    .map(|v| ("retry_schedule_seconds", *v)),
+            ) {
+                if !(0.0..=30.0 * 86400.0).contains(&value) {
+                    bail!(
+                        "invalid configuration: destinations[{index}].{key} must be between 0 and 30 days"
+                    );
+                }
+            }
+            if destination.retry_schedule_seconds.is_empty() {
+                bail!(
+                    "invalid configuration: destinations[{index}].retry_schedule_seconds needs at least one attempt"
+                );
+            }
+            if destination.max_concurrency == 0 || destination.breaker_failure_threshold == 0 {
+                bail!(
+                    "invalid configuration: destinations[{index}].max_concurrency and breaker_failure_threshold must be above 0"
+                );
+            }
+            if destination
+                .rate_limit_per_second
+                .is_some_and(|rate| rate.is_nan() || rate <= 0.0)
+            {
+                bail!(
+                    "invalid configuration: destinations[{index}].rate_limit_per_second must be above 0"
+                );
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! durably and delivers them to subscribed destinations. See `ARCHITECTURE.md` for the map.
 
 pub mod config;
+pub mod delivery;
 pub mod embedded_postgres;
 pub mod events;
 pub mod http_error;
@@ -11,9 +12,12 @@ pub mod ingest_queue;
 pub mod loadgen;
 pub mod plugin_tools;
 pub mod plugins;
+pub mod queue;
 pub mod rate_limit;
+pub mod retry;
 pub mod routes;
 pub mod send;
 pub mod server;
 pub mod signature;
 pub mod store;
+pub mod worker;

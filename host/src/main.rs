@@ -21,11 +21,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serves webhooks: POST /webhooks/{source}.
+    /// Serves webhooks (POST /webhooks/{source}) and delivers them.
     Serve {
         /// A TOML config file; every key it omits keeps its default (`wasmhook config`).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Do not deliver in this process (another process runs the worker).
+        #[arg(long)]
+        no_worker: bool,
+        /// Do not take webhooks in this process (it only delivers).
+        #[arg(long)]
+        no_ingest: bool,
+    },
+    /// Makes finished deliveries due again: one event, a destination's dead jobs, or a filter.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this event (its host id, as answered on ingest).
+        #[arg(long)]
+        event: Option<uuid::Uuid>,
+        /// Only deliveries to this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Only events of this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events of this type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only jobs in these states (delivered, failed, dead); default: all three.
+        #[arg(long = "state")]
+        states: Vec<String>,
+        /// Only events stored at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events stored before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Count what would be replayed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Runs the database migrations and exits.
     Migrate {
@@ -136,7 +171,44 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve(config).await.map(|()| true),
+            Command::Serve {
+                config,
+                no_worker,
+                no_ingest,
+            } => serve(
+                config,
+                wasmhook::server::Roles {
+                    ingest: !no_ingest,
+                    worker: !no_worker,
+                },
+            )
+            .await
+            .map(|()| true),
+            Command::Replay {
+                config,
+                event,
+                destination,
+                source,
+                event_type,
+                states,
+                since,
+                until,
+                dry_run,
+            } => replay(
+                config,
+                wasmhook::queue::ReplayFilter {
+                    event_row_id: event,
+                    destination_name: destination,
+                    source_name: source,
+                    event_type,
+                    job_states: states,
+                    since,
+                    until,
+                },
+                dry_run,
+            )
+            .await
+            .map(|()| true),
             Command::Migrate { config } => migrate(config).await.map(|()| true),
             Command::Config => {
                 print!("{}", wasmhook::config::DEFAULT_CONFIG);
@@ -212,9 +284,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(config_path: Option<PathBuf>, roles: wasmhook::server::Roles) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    let server = wasmhook::server::start(config).await?;
+    let server = wasmhook::server::start_with_roles(config, roles).await?;
     server.serve_until(shutdown_signal()).await
 }
 
@@ -237,4 +309,32 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+}
+
+async fn replay(
+    config_path: Option<PathBuf>,
+    filter: wasmhook::queue::ReplayFilter,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    for state in &filter.job_states {
+        if !["delivered", "failed", "dead"].contains(&state.as_str()) {
+            anyhow::bail!("--state {state:?} is not one of delivered, failed, dead");
+        }
+    }
+    let config = Config::load(config_path.as_deref())?;
+    let database = wasmhook::server::open_database(&config).await?;
+    let result = if dry_run {
+        wasmhook::queue::count_replay(&database.pool, &filter)
+            .await
+            .map(|count| println!("{count} deliveries would be replayed"))
+    } else {
+        wasmhook::queue::replay(&database.pool, &filter)
+            .await
+            .map(|count| println!("{count} deliveries replayed"))
+    };
+    database.pool.close().await;
+    if let Some(cluster) = database.embedded {
+        cluster.stop().context("stopping the embedded PostgreSQL")?;
+    }
+    result
 }

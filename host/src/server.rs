@@ -18,6 +18,7 @@ use crate::plugins::{PluginRuntime, RuntimeSettings};
 use crate::rate_limit::TokenBucket;
 use crate::routes::RoutePatterns;
 use crate::store::{self, DestinationRecord};
+use crate::worker::{WorkerHandle, WorkerSettings};
 
 const EMBEDDED_DATABASE: &str = "wasmhook";
 
@@ -64,6 +65,7 @@ pub struct RunningServer {
     pub pool: PgPool,
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    worker: Option<WorkerHandle>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -90,6 +92,9 @@ impl RunningServer {
     }
 
     async fn finish(self) -> anyhow::Result<()> {
+        if let Some(worker) = self.worker {
+            worker.shutdown().await;
+        }
         self.serving
             .await
             .context("the HTTP server task failed")?
@@ -104,8 +109,29 @@ impl RunningServer {
     }
 }
 
-/// Builds everything and starts serving on `server.listen`.
+/// Which parts of the host this process runs, so operators can split roles across processes.
+#[derive(Clone, Copy, Debug)]
+pub struct Roles {
+    pub ingest: bool,
+    pub worker: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles {
+            ingest: true,
+            worker: true,
+        }
+    }
+}
+
+/// Builds everything and starts serving on `server.listen`, with every role.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    start_with_roles(config, Roles::default()).await
+}
+
+/// Builds everything and starts the given roles.
+pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<RunningServer> {
     let database = open_database(&config).await?;
     let runtime = PluginRuntime::new(RuntimeSettings {
         max_concurrent_instances: config.plugins.max_concurrent_instances,
@@ -181,14 +207,36 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .map(|secret| secret.resolve())
             .transpose()
             .with_context(|| format!("destinations[{index}].secret"))?;
+        let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
         destination_records.push(DestinationRecord {
             name: destination.name.clone(),
             url: destination.url.clone(),
             routes: destination.routes.clone(),
             signing_secret: signing_secret.map(|secret| secret.expose().to_owned()),
+            headers: serde_json::json!(destination.headers),
+            timeout_ms: milliseconds(destination.timeout_seconds),
+            retry_schedule_ms: destination
+                .retry_schedule_seconds
+                .iter()
+                .map(|seconds| milliseconds(*seconds))
+                .collect(),
+            throttle_min_delay_ms: milliseconds(destination.throttle_min_delay_seconds),
+            max_concurrency: destination.max_concurrency as i32,
+            rate_limit_per_second: destination.rate_limit_per_second,
+            paused: destination.paused,
+            allow_private_networks: destination.allow_private_networks,
+            retry_client_errors: destination.retry_client_errors,
+            breaker_failure_threshold: destination.breaker_failure_threshold as i32,
+            breaker_cooldown_ms: milliseconds(destination.breaker_cooldown_seconds),
         });
     }
-    store::upsert_destinations(&database.pool, &destination_records).await?;
+    let generated = store::upsert_destinations(&database.pool, &destination_records).await?;
+    for (name, secret) in generated {
+        // Shown once, on the terminal only: secrets never go to the log.
+        eprintln!(
+            "destination {name}: generated signing secret {secret} (shown once; verify deliveries with it)"
+        );
+    }
 
     let queue = IngestQueue::start(
         database.pool.clone(),
@@ -204,7 +252,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         queue,
         max_body_bytes: config.server.max_body_bytes,
     });
-    let router = crate::ingest::router(state);
+    let router = if roles.ingest {
+        crate::ingest::router(state)
+    } else {
+        axum::Router::new()
+    };
+    let worker = roles.worker.then(|| {
+        crate::worker::start(
+            database.pool.clone(),
+            WorkerSettings {
+                poll_interval: Duration::from_millis(config.delivery.poll_interval_ms),
+                claim_batch: config.delivery.claim_batch,
+                rescue_interval: Duration::from_millis(config.delivery.rescue_interval_ms),
+                shutdown_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
+                allow_private_networks: config.delivery.allow_private_networks,
+            },
+        )
+    });
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -224,6 +288,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         pool: database.pool,
         shutdown: Some(shutdown),
         serving,
+        worker,
         embedded: database.embedded,
     })
 }

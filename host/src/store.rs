@@ -74,29 +74,91 @@ pub struct DestinationRecord {
     pub name: String,
     pub url: String,
     pub routes: Vec<String>,
+    /// `None` keeps the stored secret, or generates one for a new destination.
     pub signing_secret: Option<String>,
+    pub headers: serde_json::Value,
+    pub timeout_ms: i32,
+    pub retry_schedule_ms: Vec<i32>,
+    pub throttle_min_delay_ms: i32,
+    pub max_concurrency: i32,
+    pub rate_limit_per_second: Option<f64>,
+    pub paused: bool,
+    pub allow_private_networks: bool,
+    pub retry_client_errors: bool,
+    pub breaker_failure_threshold: i32,
+    pub breaker_cooldown_ms: i32,
 }
 
-/// Inserts or updates the configured destinations.
+/// Inserts or updates the configured destinations. Returns the names and secrets of
+/// destinations that were given a generated secret, so the caller can show them once.
 pub async fn upsert_destinations(
     pool: &PgPool,
     destinations: &[DestinationRecord],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut generated = Vec::new();
     for destination in destinations {
-        sqlx::query(
-            "INSERT INTO destinations (name, url, routes, signing_secret) VALUES ($1, $2, $3, $4)
+        let candidate_secret = destination
+            .signing_secret
+            .clone()
+            .unwrap_or_else(generate_signing_secret);
+        let (stored_secret,): (Option<String>,) = sqlx::query_as(
+            "INSERT INTO destinations (name, url, routes, signing_secret, headers, timeout_ms,
+                 retry_schedule_ms, throttle_min_delay_ms, max_concurrency, rate_limit_per_second,
+                 paused, allow_private_networks, retry_client_errors, breaker_failure_threshold,
+                 breaker_cooldown_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, routes = EXCLUDED.routes,
-                 signing_secret = EXCLUDED.signing_secret, updated_at = now()",
+                 signing_secret = CASE WHEN $16 THEN EXCLUDED.signing_secret
+                                       ELSE destinations.signing_secret END,
+                 headers = EXCLUDED.headers, timeout_ms = EXCLUDED.timeout_ms,
+                 retry_schedule_ms = EXCLUDED.retry_schedule_ms,
+                 throttle_min_delay_ms = EXCLUDED.throttle_min_delay_ms,
+                 max_concurrency = EXCLUDED.max_concurrency,
+                 rate_limit_per_second = EXCLUDED.rate_limit_per_second,
+                 paused = EXCLUDED.paused, allow_private_networks = EXCLUDED.allow_private_networks,
+                 retry_client_errors = EXCLUDED.retry_client_errors,
+                 breaker_failure_threshold = EXCLUDED.breaker_failure_threshold,
+                 breaker_cooldown_ms = EXCLUDED.breaker_cooldown_ms, updated_at = now()
+             RETURNING signing_secret",
         )
         .bind(&destination.name)
         .bind(&destination.url)
         .bind(&destination.routes)
-        .bind(&destination.signing_secret)
-        .execute(pool)
+        .bind(&candidate_secret)
+        .bind(&destination.headers)
+        .bind(destination.timeout_ms)
+        .bind(&destination.retry_schedule_ms)
+        .bind(destination.throttle_min_delay_ms)
+        .bind(destination.max_concurrency)
+        .bind(destination.rate_limit_per_second)
+        .bind(destination.paused)
+        .bind(destination.allow_private_networks)
+        .bind(destination.retry_client_errors)
+        .bind(destination.breaker_failure_threshold)
+        .bind(destination.breaker_cooldown_ms)
+        .bind(destination.signing_secret.is_some())
+        .fetch_one(pool)
         .await
         .with_context(|| format!("storing the destination {}", destination.name))?;
+        if destination.signing_secret.is_none()
+            && stored_secret.as_deref() == Some(candidate_secret.as_str())
+        {
+            generated.push((destination.name.clone(), candidate_secret));
+        }
     }
-    Ok(())
+    Ok(generated)
+}
+
+/// A new Standard Webhooks secret: `whsec_` and 32 bytes from the operating system's CSPRNG,
+/// in base64.
+pub fn generate_signing_secret() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 /// The request as received, kept for replay.

@@ -42,6 +42,10 @@ listen = "127.0.0.1:0"
 url = "{database_url}"
 max_connections = 8
 acquire_timeout_seconds = 2
+[delivery]
+poll_interval_ms = 100
+rescue_interval_ms = 200
+shutdown_grace_seconds = 2
 [plugins]
 dir = "{plugins_dir}"
 compiled_cache_dir = "{cache}"
@@ -56,10 +60,18 @@ max_concurrent_instances = 16
 impl TestApp {
     /// Starts a host with the given `[[sources]]` and `[[destinations]]` TOML.
     pub async fn spawn(sources_and_more: &str) -> TestApp {
+        Self::spawn_with_roles(sources_and_more, wasmhook::server::Roles::default()).await
+    }
+
+    /// Starts a host running only the given roles.
+    pub async fn spawn_with_roles(
+        sources_and_more: &str,
+        roles: wasmhook::server::Roles,
+    ) -> TestApp {
         let database = TestDatabase::create().await;
         let plugins_dir = plugins_dir();
         let config_text = full_config(&database.url, plugins_dir.path(), sources_and_more);
-        let server = start(&config_text).await;
+        let server = start(&config_text, roles).await;
         TestApp {
             base_url: format!("http://{}", server.address),
             server: Some(server),
@@ -74,7 +86,7 @@ impl TestApp {
     /// Stops the host (graceful shutdown) and starts a new one on the same database.
     pub async fn restart(&mut self) {
         self.server.take().unwrap().shutdown().await.unwrap();
-        let server = start(&self.config_text).await;
+        let server = start(&self.config_text, wasmhook::server::Roles::default()).await;
         self.base_url = format!("http://{}", server.address);
         self.server = Some(server);
     }
@@ -95,14 +107,19 @@ impl TestApp {
         request.send().await.expect("the host answers")
     }
 
+    /// Another host process on the same database, running only `roles`.
+    pub async fn start_another(&self, roles: wasmhook::server::Roles) -> RunningServer {
+        start(&self.config_text, roles).await
+    }
+
     pub async fn counts(&self) -> wasmhook::store::StoredCounts {
         wasmhook::store::stored_counts(&self.pool).await.unwrap()
     }
 }
 
-async fn start(config_text: &str) -> RunningServer {
+async fn start(config_text: &str, roles: wasmhook::server::Roles) -> RunningServer {
     let config = Config::from_toml(config_text).expect("the test configuration is valid");
-    wasmhook::server::start(config)
+    wasmhook::server::start_with_roles(config, roles)
         .await
         .expect("the host starts")
 }

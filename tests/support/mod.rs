@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod database;
+pub mod receiver;
 
 use std::path::PathBuf;
 use std::sync::Arc;

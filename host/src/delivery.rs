@@ -1,0 +1,345 @@
+//! One delivery attempt over HTTP: the signed CloudEvents request, the SSRF guard, a capped
+//! read of the response, and the outcome as a value.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::retry::{self, AttemptOutcome, RetryPolicy};
+use crate::signature::{self, Secret, SignatureScheme};
+
+/// Response bytes kept in the attempt record.
+const RESPONSE_BODY_KEPT_BYTES: usize = 4096;
+/// Response bytes read at most (the rest is dropped with the connection).
+const RESPONSE_BODY_READ_BYTES: usize = 64 << 10;
+
+/// A destination with everything the worker needs to deliver to it.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    pub name: String,
+    pub url: String,
+    pub signing_secret: Option<Secret>,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub retry_policy: RetryPolicy,
+    pub max_concurrency: usize,
+    pub rate_limit_per_second: Option<f64>,
+    pub paused: bool,
+    pub allow_private_networks: bool,
+    pub retry_client_errors: bool,
+    pub breaker_failure_threshold: u32,
+    pub breaker_cooldown: Duration,
+}
+
+/// What one attempt did, for the attempt record and the job's next state.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// Why the SSRF guard refused a destination; recognized in reqwest's error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {0}")]
+struct DestinationRefused(String);
+
+/// Whether delivering to this address could reach something that is not the public internet.
+pub fn is_private_address(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..=127).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolves names and keeps only the addresses the destination may reach. The connection is
+/// made to an address this resolver returned, so the check cannot be bypassed by a second
+/// lookup (DNS rebinding).
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|address| !is_private_address(address.ip()))
+                .collect();
+            if addresses.is_empty() {
+                return Err(Box::new(DestinationRefused(format!(
+                    "{host} resolves only to loopback, private, link-local, multicast or unspecified addresses"
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Sends attempts, keeping one HTTP client (and its keep-alive connections) per destination.
+#[derive(Default)]
+pub struct Deliverer {
+    clients: Mutex<HashMap<(String, bool, usize), reqwest::Client>>,
+}
+
+impl Deliverer {
+    fn client(&self, destination: &Destination) -> reqwest::Client {
+        let key = (
+            destination.name.clone(),
+            destination.allow_private_networks,
+            destination.max_concurrency,
+        );
+        let mut clients = self.clients.lock().expect("client map lock poisoned");
+        clients
+            .entry(key)
+            .or_insert_with(|| {
+                let mut builder = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
+                    .pool_max_idle_per_host(destination.max_concurrency)
+                    .pool_idle_timeout(Duration::from_secs(90));
+                if !destination.allow_private_networks {
+                    builder = builder.dns_resolver(Arc::new(GuardedResolver));
+                }
+                builder
+                    .build()
+                    .expect("an HTTP client with these settings builds")
+            })
+            .clone()
+    }
+
+    /// Delivers one event: `webhook_id` is stable across retries of the same delivery.
+    pub async fn attempt(
+        &self,
+        destination: &Destination,
+        webhook_id: &str,
+        cloudevent_json: &str,
+    ) -> AttemptRecord {
+        let started = Instant::now();
+        if let Err(reason) = check_url(destination) {
+            return AttemptRecord {
+                outcome: AttemptOutcome::Failed,
+                status_code: None,
+                response_body: None,
+                error: Some(reason),
+                duration: started.elapsed(),
+            };
+        }
+        let now = Utc::now();
+        let mut request = self
+            .client(destination)
+            .post(&destination.url)
+            .timeout(destination.timeout)
+            .header("content-type", "application/cloudevents+json");
+        for (name, value) in &destination.headers {
+            request = request.header(name, value);
+        }
+        let signed = match &destination.signing_secret {
+            Some(secret) => signature::sign(
+                &SignatureScheme::StandardWebhooks,
+                secret,
+                cloudevent_json.as_bytes(),
+                webhook_id,
+                now.timestamp(),
+            ),
+            None => Ok(vec![
+                ("webhook-id".to_owned(), webhook_id.to_owned()),
+                ("webhook-timestamp".to_owned(), now.timestamp().to_string()),
+            ]),
+        };
+        match signed {
+            Ok(headers) => {
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+            }
+            Err(error) => {
+                return AttemptRecord {
+                    outcome: AttemptOutcome::Failed,
+                    status_code: None,
+                    response_body: None,
+                    error: Some(format!("cannot sign: {error}")),
+                    duration: started.elapsed(),
+                };
+            }
+        }
+        let response = request.body(cloudevent_json.to_owned()).send().await;
+        match response {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                let mut body = Vec::new();
+                let mut read_error = None;
+                while body.len() < RESPONSE_BODY_READ_BYTES {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => break,
+                        Err(error) => {
+                            read_error = Some(error);
+                            break;
+                        }
+                    }
+                }
+                body.truncate(RESPONSE_BODY_KEPT_BYTES);
+                let outcome = match read_error {
+                    // The receiver answered but did not finish its body in time; a 2xx status
+                    // still means it took the event.
+                    Some(error) if error.is_timeout() && !(200..300).contains(&status) => {
+                        AttemptOutcome::Retryable {
+                            retry_after: None,
+                            throttled: true,
+                        }
+                    }
+                    _ => retry::classify_status(
+                        status,
+                        retry_after.as_deref(),
+                        destination.retry_client_errors,
+                        Utc::now(),
+                    ),
+                };
+                AttemptRecord {
+                    outcome,
+                    status_code: Some(status),
+                    response_body: Some(String::from_utf8_lossy(&body).into_owned()),
+                    error: None,
+                    duration: started.elapsed(),
+                }
+            }
+            Err(error) => {
+                let refused = error_chain_refusal(&error);
+                let outcome = if refused.is_some() {
+                    AttemptOutcome::Failed
+                } else {
+                    AttemptOutcome::Retryable {
+                        retry_after: None,
+                        throttled: error.is_timeout(),
+                    }
+                };
+                AttemptRecord {
+                    outcome,
+                    status_code: None,
+                    response_body: None,
+                    error: Some(refused.unwrap_or_else(|| describe_transport_error(&error))),
+                    duration: started.elapsed(),
+                }
+            }
+        }
+    }
+}
+
+fn error_chain_refusal(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(refused) = current.downcast_ref::<DestinationRefused>() {
+            return Some(refused.to_string());
+        }
+        source = current.source();
+    }
+    None
+}
+
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        detail = current.to_string();
+        source = current.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// Checks the scheme, and the host when it is an IP literal (those skip the resolver).
+fn check_url(destination: &Destination) -> Result<(), String> {
+    let url = reqwest::Url::parse(&destination.url).map_err(|error| format!("refused: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "refused: the scheme {:?} is not http or https",
+            url.scheme()
+        ));
+    }
+    if destination.allow_private_networks {
+        return Ok(());
+    }
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
+    };
+    match literal {
+        Some(address) if is_private_address(address) => Err(format!(
+            "refused: {address} is a loopback, private, link-local, multicast or unspecified address (set allow_private_networks to deliver there)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_recognized() {
+        let table = [
+            ("127.0.0.1", true),
+            ("10.0.0.1", true),
+            ("172.16.5.4", true),
+            ("192.168.1.1", true),
+            ("169.254.169.254", true),
+            ("0.0.0.0", true),
+            ("224.0.0.1", true),
+            ("100.64.0.1", true),
+            ("::1", true),
+            ("::", true),
+            ("fe80::1", true),
+            ("fd00::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("93.184.216.34", false),
+            ("8.8.8.8", false),
+            ("2606:4700::1111", false),
+        ];
+        for (address, private) in table {
+            let parsed: IpAddr = address.parse().unwrap();
+            assert_eq!(is_private_address(parsed), private, "{address}");
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The delivery queue in PostgreSQL: all of the delivery path's SQL.
+//!
+//! Claims take due jobs with `FOR UPDATE SKIP LOCKED` and a lease, committed at once, so no
+//! transaction or row lock is held across an HTTP call. Finishing is guarded by the attempt
+//! number, so a worker whose lease expired cannot overwrite a newer attempt. Claims and
+//! finishes commit without waiting for the WAL flush: losing one in a crash only means a job is
+//! delivered again, which at-least-once delivery allows; ingest commits always wait.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::delivery::Destination;
+use crate::events::NormalizedEvent;
+use crate::retry::RetryPolicy;
+use crate::signature::Secret;
+
+#[derive(sqlx::FromRow)]
+struct DestinationRow {
+    name: String,
+    url: String,
+    signing_secret: Option<String>,
+    headers: serde_json::Value,
+    timeout_ms: i32,
+    retry_schedule_ms: Vec<i32>,
+    throttle_min_delay_ms: i32,
+    max_concurrency: i32,
+    rate_limit_per_second: Option<f64>,
+    paused: bool,
+    allow_private_networks: bool,
+    retry_client_errors: bool,
+    breaker_failure_threshold: i32,
+    breaker_cooldown_ms: i32,
+}
+
+fn milliseconds(value: i32) -> Duration {
+    Duration::from_millis(value.max(0) as u64)
+}
+
+/// Every destination with its delivery settings. `allow_private_everywhere` is the server-wide
+/// override of the SSRF guard.
+pub async fn load_destinations(
+    pool: &PgPool,
+    allow_private_everywhere: bool,
+) -> anyhow::Result<Vec<Destination>> {
+    let rows: Vec<DestinationRow> = sqlx::query_as(
+        "SELECT name, url, signing_secret, headers, timeout_ms, retry_schedule_ms,
+                throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
+                allow_private_networks, retry_client_errors, breaker_failure_threshold,
+                breaker_cooldown_ms
+         FROM destinations ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+    .context("loading destinations")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Destination {
+            name: row.name,
+            url: row.url,
+            signing_secret: row.signing_secret.map(Secret::new),
+            headers: row
+                .headers
+                .as_object()
+                .map(|object| {
+                    object
+                        .iter()
+                        .filter_map(|(name, value)| {
+                            value.as_str().map(|value| (name.clone(), value.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timeout: milliseconds(row.timeout_ms),
+            retry_policy: RetryPolicy {
+                schedule: row
+                    .retry_schedule_ms
+                    .into_iter()
+                    .map(milliseconds)
+                    .collect(),
+                throttle_min_delay: milliseconds(row.throttle_min_delay_ms),
+            },
+            max_concurrency: row.max_concurrency.max(1) as usize,
+            rate_limit_per_second: row.rate_limit_per_second,
+            paused: row.paused,
+            allow_private_networks: row.allow_private_networks || allow_private_everywhere,
+            retry_client_errors: row.retry_client_errors,
+            breaker_failure_threshold: row.breaker_failure_threshold.max(1) as u32,
+            breaker_cooldown: milliseconds(row.breaker_cooldown_ms),
+        })
+        .collect())
+}
+
+/// A job claimed for one attempt.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub destination_name: String,
+    pub event: NormalizedEvent,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: Uuid,
+    attempt: i32,
+    event_id: String,
+    event_source: String,
+    event_type: String,
+    subject: Option<String>,
+    time: String,
+    data: String,
+    route_keys: Vec<String>,
+}
+
+/// Claims up to `limit` due jobs of one destination with a lease of `lease`.
+pub async fn claim(
+    pool: &PgPool,
+    destination_name: &str,
+    limit: usize,
+    lease: Duration,
+) -> anyhow::Result<Vec<ClaimedJob>> {
+    let mut transaction = pool.begin().await.context("beginning a claim")?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *transaction)
+        .await
+        .context("relaxing the claim's commit")?;
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
+        "WITH claimable AS (
+             SELECT id FROM delivery_jobs
+             WHERE destination_name = $1 AND state IN ('due', 'retrying') AND next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+             UPDATE delivery_jobs j
+             SET state = 'running', attempt = j.attempt + 1,
+                 lease_expires_at = now() + $3 * interval '1 millisecond'
+             FROM claimable WHERE j.id = claimable.id
+             RETURNING j.id, j.attempt, j.event_row_id
+         )
+         SELECT c.id, c.attempt, e.event_id, e.event_source, e.event_type, e.subject, e.time,
+                e.data, e.route_keys
+         FROM claimed c JOIN events e ON e.id = c.event_row_id",
+    )
+    .bind(destination_name)
+    .bind(limit as i64)
+    .bind(lease.as_millis() as f64)
+    .fetch_all(&mut *transaction)
+    .await
+    .context("claiming jobs")?;
+    transaction.commit().await.context("committing a claim")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ClaimedJob {
+            job_id: row.id,
+            attempt: row.attempt,
+            destination_name: destination_name.to_owned(),
+            event: NormalizedEvent {
+                id: row.event_id,
+                source: row.event_source,
+                event_type: row.event_type,
+                subject: row.subject,
+                time: row.time,
+                data_json: row.data,
+                route_keys: row.route_keys,
+            },
+        })
+        .collect())
+}
+
+/// The state a job moves to after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Delivered,
+    Retrying,
+    Failed,
+    Dead,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Delivered => "delivered",
+            JobState::Retrying => "retrying",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+/// One finished attempt and the job's next state.
+#[derive(Clone, Debug)]
+pub struct FinishedAttempt {
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub status_code: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub outcome: &'static str,
+    pub next_state: JobState,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Records attempts and moves their jobs on, in one transaction. A job whose attempt number
+/// moved on (its lease expired and another worker claimed it) keeps its newer state.
+/// Returns how many jobs were updated.
+pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
+    if finished.is_empty() {
+        return Ok(0);
+    }
+    let mut transaction = pool.begin().await.context("beginning a finish")?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *transaction)
+        .await
+        .context("relaxing the finish's commit")?;
+    sqlx::query(
+        "INSERT INTO delivery_attempts
+             (id, job_id, attempt, started_at, duration_ms, status_code, response_body, error, outcome)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[],
+                              $6::int[], $7::text[], $8::text[], $9::text[])",
+    )
+    .bind(finished.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.job_id).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.attempt).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.started_at).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.duration.as_millis() as i32).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.status_code.map(i32::from)).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.response_body.clone()).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.error.clone()).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.outcome).collect::<Vec<_>>())
+    .execute(&mut *transaction)
+    .await
+    .context("recording attempts")?;
+    let updated = sqlx::query(
+        "UPDATE delivery_jobs j
+         SET state = f.state,
+             next_attempt_at = COALESCE(f.next_attempt_at, j.next_attempt_at),
+             lease_expires_at = NULL,
+             last_status = f.status_code,
+             last_error = f.error,
+             finished_at = CASE WHEN f.state IN ('delivered', 'failed', 'dead') THEN now() END
+         FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::text[])
+              AS f (job_id, attempt, state, next_attempt_at, status_code, error)
+         WHERE j.id = f.job_id AND j.attempt = f.attempt AND j.state = 'running'",
+    )
+    .bind(finished.iter().map(|f| f.job_id).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.attempt).collect::<Vec<_>>())
+    .bind(
+        finished
+            .iter()
+            .map(|f| f.next_state.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        finished
+            .iter()
+            .map(|f| f.next_attempt_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        finished
+            .iter()
+            .map(|f| f.status_code.map(i32::from))
+            .collect::<Vec<_>>(),
+    )
+    .bind(finished.iter().map(|f| f.error.clone()).collect::<Vec<_>>())
+    .execute(&mut *transaction)
+    .await
+    .context("moving jobs on")?
+    .rows_affected();
+    transaction.commit().await.context("committing a finish")?;
+    Ok(updated)
+}
+
+/// Returns jobs whose lease expired (their worker died) to the queue; the attempt stays
+/// spent. Returns how many were rescued.
+pub async fn rescue_expired_leases(pool: &PgPool) -> anyhow::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE delivery_jobs SET state = 'retrying', lease_expires_at = NULL, next_attempt_at = now()
+         WHERE state = 'running' AND lease_expires_at < now()",
+    )
+    .execute(pool)
+    .await
+    .context("rescuing expired leases")?
+    .rows_affected())
+}
+
+/// Gives back jobs this worker claimed but did not finish (graceful shutdown): the attempt is
+/// not counted, and the job is due again at once.
+pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> anyhow::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE delivery_jobs j
+         SET state = CASE WHEN j.attempt > 1 THEN 'retrying' ELSE 'due' END,
+             attempt = j.attempt - 1, lease_expires_at = NULL, next_attempt_at = now()
+         FROM UNNEST($1::uuid[], $2::int[]) AS r (job_id, attempt)
+         WHERE j.id = r.job_id AND j.attempt = r.attempt AND j.state = 'running'",
+    )
+    .bind(jobs.iter().map(|job| job.0).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|job| job.1).collect::<Vec<_>>())
+    .execute(pool)
+    .await
+    .context("releasing leases")?
+    .rows_affected())
+}
+
+/// Pauses a destination (its receiver answered 410 Gone, or an operator asked).
+pub async fn set_paused(pool: &PgPool, destination_name: &str, paused: bool) -> anyhow::Result<()> {
+    sqlx::query("UPDATE destinations SET paused = $2, updated_at = now() WHERE name = $1")
+        .bind(destination_name)
+        .bind(paused)
+        .execute(pool)
+        .await
+        .context("pausing the destination")?;
+    Ok(())
+}
+
+/// Which jobs a replay makes due again.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayFilter {
+    pub event_row_id: Option<Uuid>,
+    pub destination_name: Option<String>,
+    pub source_name: Option<String>,
+    pub event_type: Option<String>,
+    /// Job states to replay; empty means every finished state (delivered, failed, dead).
+    pub job_states: Vec<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+const REPLAY_MATCH: &str = "
+    FROM delivery_jobs j JOIN events e ON e.id = j.event_row_id
+    WHERE ($1::uuid IS NULL OR j.event_row_id = $1)
+      AND ($2::text IS NULL OR j.destination_name = $2)
+      AND ($3::text IS NULL OR e.source_name = $3)
+      AND ($4::text IS NULL OR e.event_type = $4)
+      AND (cardinality($5::text[]) = 0 AND j.state IN ('delivered', 'failed', 'dead')
+           OR j.state = ANY($5))
+      AND ($6::timestamptz IS NULL OR e.created_at >= $6)
+      AND ($7::timestamptz IS NULL OR e.created_at < $7)";
+
+fn bind_replay<'q>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>,
+    filter: &'q ReplayFilter,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments> {
+    query
+        .bind(filter.event_row_id)
+        .bind(filter.destination_name.as_deref())
+        .bind(filter.source_name.as_deref())
+        .bind(filter.event_type.as_deref())
+        .bind(&filter.job_states)
+        .bind(filter.since)
+        .bind(filter.until)
+}
+
+/// Counts the jobs a replay would make due (a dry run).
+pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
+    let sql = format!("SELECT count(*) {REPLAY_MATCH}");
+    bind_replay(sqlx::query_scalar(&sql), filter)
+        .fetch_one(pool)
+        .await
+        .context("counting jobs to replay")
+}
+
+/// Makes the matching finished jobs due again with a fresh set of attempts.
+pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
+    let sql = format!(
+        "WITH matching AS (SELECT j.id {REPLAY_MATCH})
+         , replayed AS (
+             UPDATE delivery_jobs SET state = 'due', attempt = 0, next_attempt_at = now(),
+                 lease_expires_at = NULL, finished_at = NULL
+             FROM matching WHERE delivery_jobs.id = matching.id
+             RETURNING 1
+         ), notified AS (SELECT pg_notify('wasmhook_jobs', ''))
+         SELECT count(*) FROM replayed, notified"
+    );
+    bind_replay(sqlx::query_scalar(&sql), filter)
+        .fetch_one(pool)
+        .await
+        .context("replaying jobs")
+}
+
+/// Job counts by state, for tests and the admin API.
+pub async fn job_states(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT state, count(*) FROM delivery_jobs GROUP BY state ORDER BY state")
+        .fetch_all(pool)
+        .await
+        .context("counting jobs by state")
+}
