@@ -519,3 +519,77 @@ print("verified")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_quarantined_request_is_replayed_through_the_fixed_plugin_and_delivered() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let broken = format!(
+        "[[sources]]\nname = \"flaky\"\nplugin = \"hostile\"\nconfig = \"trap\"\n{}",
+        destination("d", &receiver, "")
+    );
+    let app = TestApp::spawn(&broken).await;
+    let response = app.post("flaky", &[], r#"{"keep":"me"}"#).await;
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "quarantined");
+    let request_id: Uuid = answer["request_id"].as_str().unwrap().parse().unwrap();
+
+    // The operator fixes the source (here: its configuration) and replays.
+    let fixed = wasmhook::config::Config::from_toml(
+        &app.config_text()
+            .replace("config = \"trap\"", "config = \"well-behaved\""),
+    )
+    .unwrap();
+    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    let event_id = match &results[0].1 {
+        wasmhook::replay::QuarantineReplay::Stored(wasmhook::store::IngestOutcome::Accepted {
+            event_ids,
+        }) => event_ids[0],
+        other => panic!("expected the events to be stored, got {other:?}"),
+    };
+    let status: String = sqlx::query_scalar("SELECT status FROM raw_requests WHERE id = $1")
+        .bind(request_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "accepted");
+    wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await;
+    let delivered: serde_json::Value =
+        serde_json::from_slice(&receiver.requests()[0].body).unwrap();
+    assert_eq!(
+        delivered["data"]["bytes"], 13,
+        "the stored body went through the plugin"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_gives_back_deliveries_that_did_not_finish_in_the_grace_period() {
+    let receiver = Receiver::start(vec![], Reply::Hang(Duration::from_secs(8))).await;
+    let mut app = TestApp::spawn(&format!(
+        "{}{}",
+        source(),
+        destination("d", &receiver, "").replace("timeout_seconds = 0.5", "timeout_seconds = 20")
+    ))
+    .await;
+    let event_id = post_event(&app, 1).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let started = Instant::now();
+    app.server.take().unwrap().shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "shutdown waited for the grace period, not for the receiver"
+    );
+    let (state, attempt): (String, i32) =
+        sqlx::query_as("SELECT state, attempt FROM delivery_jobs WHERE event_row_id = $1")
+            .bind(event_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), attempt),
+        ("due", 0),
+        "the lease was given back unspent"
+    );
+}

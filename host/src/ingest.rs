@@ -152,20 +152,7 @@ async fn receive_webhook(
             }
             PluginOutcome::Events(events) => IngestWrite::Events {
                 raw,
-                events: events
-                    .into_iter()
-                    .map(|event| {
-                        let destinations = state
-                            .destinations
-                            .iter()
-                            .filter(|destination| {
-                                destination.patterns.matches_any(&event.route_keys)
-                            })
-                            .map(|destination| destination.name.clone())
-                            .collect();
-                        (event, destinations)
-                    })
-                    .collect(),
+                events: route_events(&state.destinations, events),
             },
         },
     };
@@ -192,6 +179,24 @@ async fn receive_webhook(
         )
             .into_response(),
     })
+}
+
+/// Pairs each event with the names of the destinations whose routes match it.
+pub fn route_events(
+    destinations: &[DestinationRoutes],
+    events: Vec<crate::events::NormalizedEvent>,
+) -> Vec<(crate::events::NormalizedEvent, Vec<String>)> {
+    events
+        .into_iter()
+        .map(|event| {
+            let matching = destinations
+                .iter()
+                .filter(|destination| destination.patterns.matches_any(&event.route_keys))
+                .map(|destination| destination.name.clone())
+                .collect();
+            (event, matching)
+        })
+        .collect()
 }
 
 /// Reads the body up to `limit` bytes; a declared or actual larger body is refused without

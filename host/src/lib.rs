@@ -14,6 +14,7 @@ pub mod plugin_tools;
 pub mod plugins;
 pub mod queue;
 pub mod rate_limit;
+pub mod replay;
 pub mod retry;
 pub mod routes;
 pub mod send;

@@ -58,6 +58,12 @@ enum Command {
         /// Only events stored before this time (RFC 3339).
         #[arg(long)]
         until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Replay quarantined requests through the current plugins instead of deliveries.
+        #[arg(long)]
+        quarantined: bool,
+        /// Replay this quarantined request (the `request_id` answered on ingest).
+        #[arg(long)]
+        request: Option<uuid::Uuid>,
         /// Count what would be replayed, change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -193,6 +199,8 @@ fn main() -> ExitCode {
                 states,
                 since,
                 until,
+                quarantined,
+                request,
                 dry_run,
             } => replay(
                 config,
@@ -205,6 +213,8 @@ fn main() -> ExitCode {
                     since,
                     until,
                 },
+                quarantined,
+                request,
                 dry_run,
             )
             .await
@@ -314,24 +324,21 @@ async fn shutdown_signal() {
 async fn replay(
     config_path: Option<PathBuf>,
     filter: wasmhook::queue::ReplayFilter,
+    quarantined: bool,
+    request: Option<uuid::Uuid>,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    for state in &filter.job_states {
-        if !["delivered", "failed", "dead"].contains(&state.as_str()) {
-            anyhow::bail!("--state {state:?} is not one of delivered, failed, dead");
-        }
-    }
     let config = Config::load(config_path.as_deref())?;
     let database = wasmhook::server::open_database(&config).await?;
-    let result = if dry_run {
-        wasmhook::queue::count_replay(&database.pool, &filter)
-            .await
-            .map(|count| println!("{count} deliveries would be replayed"))
-    } else {
-        wasmhook::queue::replay(&database.pool, &filter)
-            .await
-            .map(|count| println!("{count} deliveries replayed"))
-    };
+    let result = wasmhook::replay::replay_command(
+        &config,
+        &database.pool,
+        filter,
+        quarantined,
+        request,
+        dry_run,
+    )
+    .await;
     database.pool.close().await;
     if let Some(cluster) = database.embedded {
         cluster.stop().context("stopping the embedded PostgreSQL")?;

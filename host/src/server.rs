@@ -139,97 +139,8 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
 
-    let mut sources = HashMap::new();
-    for (index, source) in config.sources.iter().enumerate() {
-        let path = config.plugins.dir.join(format!("{}.wasm", source.plugin));
-        let plugin = runtime
-            .load_file(&path, source.limits(&config.plugins.limits))
-            .await
-            .with_context(|| {
-                format!(
-                    "sources[{index}] ({}): loading plugin {}",
-                    source.name, source.plugin
-                )
-            })?;
-        let settings = plugin
-            .configure(&source.config)
-            .await
-            .with_context(|| format!("sources[{index}] ({}): config", source.name))?;
-        let secrets = source
-            .secrets
-            .iter()
-            .enumerate()
-            .map(|(secret_index, secret)| {
-                secret
-                    .resolve()
-                    .with_context(|| format!("sources[{index}].secrets[{secret_index}]"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        tracing::info!(
-            source = %source.name,
-            plugin = %plugin.label(),
-            "source ready at POST /webhooks/{}",
-            source.name
-        );
-        sources.insert(
-            source.name.clone(),
-            SourceRuntime {
-                name: source.name.clone(),
-                plugin: Arc::new(plugin),
-                settings,
-                secrets: secrets.into(),
-                config: source.config.clone(),
-                signature_tolerance_seconds: source
-                    .signature_tolerance_seconds
-                    .unwrap_or(config.ingest.signature_tolerance_seconds)
-                    as i64,
-                rate_limiter: source.rate_limit.map(|limit| {
-                    Mutex::new(TokenBucket::new(
-                        limit.requests_per_second,
-                        limit.burst,
-                        Instant::now(),
-                    ))
-                }),
-            },
-        );
-    }
-
-    let mut destination_routes = Vec::new();
-    let mut destination_records = Vec::new();
-    for (index, destination) in config.destinations.iter().enumerate() {
-        destination_routes.push(DestinationRoutes {
-            name: destination.name.clone(),
-            patterns: RoutePatterns::new(&destination.routes)?,
-        });
-        let signing_secret = destination
-            .secret
-            .as_ref()
-            .map(|secret| secret.resolve())
-            .transpose()
-            .with_context(|| format!("destinations[{index}].secret"))?;
-        let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
-        destination_records.push(DestinationRecord {
-            name: destination.name.clone(),
-            url: destination.url.clone(),
-            routes: destination.routes.clone(),
-            signing_secret: signing_secret.map(|secret| secret.expose().to_owned()),
-            headers: serde_json::json!(destination.headers),
-            timeout_ms: milliseconds(destination.timeout_seconds),
-            retry_schedule_ms: destination
-                .retry_schedule_seconds
-                .iter()
-                .map(|seconds| milliseconds(*seconds))
-                .collect(),
-            throttle_min_delay_ms: milliseconds(destination.throttle_min_delay_seconds),
-            max_concurrency: destination.max_concurrency as i32,
-            rate_limit_per_second: destination.rate_limit_per_second,
-            paused: destination.paused,
-            allow_private_networks: destination.allow_private_networks,
-            retry_client_errors: destination.retry_client_errors,
-            breaker_failure_threshold: destination.breaker_failure_threshold as i32,
-            breaker_cooldown_ms: milliseconds(destination.breaker_cooldown_seconds),
-        });
-    }
+    let sources = build_sources(&config, &runtime).await?;
+    let (destination_routes, destination_records) = build_destinations(&config)?;
     let generated = store::upsert_destinations(&database.pool, &destination_records).await?;
     for (name, secret) in generated {
         // Shown once, on the terminal only: secrets never go to the log.
@@ -291,4 +202,111 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         worker,
         embedded: database.embedded,
     })
+}
+
+/// Loads every source's plugin (with the source's limits), checks its configuration through
+/// the plugin and resolves its secrets. Errors name the source.
+pub async fn build_sources(
+    config: &Config,
+    runtime: &Arc<PluginRuntime>,
+) -> anyhow::Result<HashMap<String, SourceRuntime>> {
+    let mut sources = HashMap::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        let path = config.plugins.dir.join(format!("{}.wasm", source.plugin));
+        let plugin = runtime
+            .load_file(&path, source.limits(&config.plugins.limits))
+            .await
+            .with_context(|| {
+                format!(
+                    "sources[{index}] ({}): loading plugin {}",
+                    source.name, source.plugin
+                )
+            })?;
+        let settings = plugin
+            .configure(&source.config)
+            .await
+            .with_context(|| format!("sources[{index}] ({}): config", source.name))?;
+        let secrets = source
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(secret_index, secret)| {
+                secret
+                    .resolve()
+                    .with_context(|| format!("sources[{index}].secrets[{secret_index}]"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(
+            source = %source.name,
+            plugin = %plugin.label(),
+            "source ready at POST /webhooks/{}",
+            source.name
+        );
+        sources.insert(
+            source.name.clone(),
+            SourceRuntime {
+                name: source.name.clone(),
+                plugin: Arc::new(plugin),
+                settings,
+                secrets: secrets.into(),
+                config: source.config.clone(),
+                signature_tolerance_seconds: source
+                    .signature_tolerance_seconds
+                    .unwrap_or(config.ingest.signature_tolerance_seconds)
+                    as i64,
+                rate_limiter: source.rate_limit.map(|limit| {
+                    Mutex::new(TokenBucket::new(
+                        limit.requests_per_second,
+                        limit.burst,
+                        Instant::now(),
+                    ))
+                }),
+            },
+        );
+    }
+
+    Ok(sources)
+}
+
+/// Compiles every destination's routes and prepares its row.
+pub fn build_destinations(
+    config: &Config,
+) -> anyhow::Result<(Vec<DestinationRoutes>, Vec<DestinationRecord>)> {
+    let mut destination_routes = Vec::new();
+    let mut destination_records = Vec::new();
+    for (index, destination) in config.destinations.iter().enumerate() {
+        destination_routes.push(DestinationRoutes {
+            name: destination.name.clone(),
+            patterns: RoutePatterns::new(&destination.routes)?,
+        });
+        let signing_secret = destination
+            .secret
+            .as_ref()
+            .map(|secret| secret.resolve())
+            .transpose()
+            .with_context(|| format!("destinations[{index}].secret"))?;
+        let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
+        destination_records.push(DestinationRecord {
+            name: destination.name.clone(),
+            url: destination.url.clone(),
+            routes: destination.routes.clone(),
+            signing_secret: signing_secret.map(|secret| secret.expose().to_owned()),
+            headers: serde_json::json!(destination.headers),
+            timeout_ms: milliseconds(destination.timeout_seconds),
+            retry_schedule_ms: destination
+                .retry_schedule_seconds
+                .iter()
+                .map(|seconds| milliseconds(*seconds))
+                .collect(),
+            throttle_min_delay_ms: milliseconds(destination.throttle_min_delay_seconds),
+            max_concurrency: destination.max_concurrency as i32,
+            rate_limit_per_second: destination.rate_limit_per_second,
+            paused: destination.paused,
+            allow_private_networks: destination.allow_private_networks,
+            retry_client_errors: destination.retry_client_errors,
+            breaker_failure_threshold: destination.breaker_failure_threshold as i32,
+            breaker_cooldown_ms: milliseconds(destination.breaker_cooldown_seconds),
+        });
+    }
+    Ok((destination_routes, destination_records))
 }

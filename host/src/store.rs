@@ -344,7 +344,11 @@ async fn write_batch_inner(
             "INSERT INTO raw_requests
                  (id, source_name, received_at, method, path, query, headers, body, status, plugin, error)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                 $6::text[], $7::jsonb[], $8::bytea[], $9::text[], $10::text[], $11::text[])",
+                 $6::text[], $7::jsonb[], $8::bytea[], $9::text[], $10::text[], $11::text[])
+             -- A replayed quarantined request is written again under its own id: it becomes
+             -- accepted, with the plugin version that handled it this time.
+             ON CONFLICT (id) DO UPDATE
+                 SET status = EXCLUDED.status, plugin = EXCLUDED.plugin, error = EXCLUDED.error",
         )
         .bind(raw_rows.iter().map(|r| r.0.id).collect::<Vec<_>>())
         .bind(raw_rows.iter().map(|r| r.0.source_name.as_str()).collect::<Vec<_>>())
@@ -468,6 +472,52 @@ fn postgres_text_array(items: &[String]) -> String {
     }
     literal.push('}');
     literal
+}
+
+#[derive(sqlx::FromRow)]
+struct RawRequestRow {
+    id: Uuid,
+    source_name: String,
+    received_at: DateTime<Utc>,
+    method: String,
+    path: String,
+    query: String,
+    headers: serde_json::Value,
+    body: Vec<u8>,
+    plugin: String,
+}
+
+/// Quarantined raw requests, oldest first: one by id, or every one (up to `limit`).
+pub async fn quarantined_requests(
+    pool: &PgPool,
+    request_id: Option<Uuid>,
+    limit: i64,
+) -> anyhow::Result<Vec<RawRequest>> {
+    let rows: Vec<RawRequestRow> = sqlx::query_as(
+        "SELECT id, source_name, received_at, method, path, query, headers, body, plugin
+         FROM raw_requests
+         WHERE status = 'quarantined' AND ($1::uuid IS NULL OR id = $1)
+         ORDER BY received_at LIMIT $2",
+    )
+    .bind(request_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .context("reading quarantined requests")?;
+    Ok(rows
+        .into_iter()
+        .map(|row| RawRequest {
+            id: row.id,
+            source_name: row.source_name,
+            received_at: row.received_at,
+            method: row.method,
+            path: row.path,
+            query: row.query,
+            headers: serde_json::from_value(row.headers).unwrap_or_default(),
+            body: row.body,
+            plugin: row.plugin,
+        })
+        .collect())
 }
 
 /// Counts used by tests and the admin API: rows per table.

@@ -107,6 +107,11 @@ impl TestApp {
         request.send().await.expect("the host answers")
     }
 
+    /// The configuration the host runs with.
+    pub fn config_text(&self) -> &str {
+        &self.config_text
+    }
+
     /// Another host process on the same database, running only `roles`.
     pub async fn start_another(&self, roles: wasmhook::server::Roles) -> RunningServer {
         start(&self.config_text, roles).await

@@ -1,0 +1,143 @@
+//! Replay: finished deliveries made due again, and quarantined requests run through the
+//! current plugin version as if they had just arrived.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::ingest::route_events;
+use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings};
+use crate::queue::{self, ReplayFilter};
+use crate::store::{self, IngestOutcome, IngestWrite};
+
+/// What became of one quarantined request.
+#[derive(Debug)]
+pub enum QuarantineReplay {
+    /// The plugin produced events; they were stored (or were duplicates) and are delivered.
+    Stored(IngestOutcome),
+    /// The plugin refused or ignored the request, or answered a handshake; it stays quarantined.
+    NotStored(String),
+    /// The plugin still fails; it stays quarantined.
+    StillFailing(String),
+}
+
+/// Runs quarantined requests (one, or all) through the current plugins of their sources.
+pub async fn replay_quarantined(
+    config: &Config,
+    pool: &PgPool,
+    request_id: Option<Uuid>,
+) -> anyhow::Result<Vec<(Uuid, QuarantineReplay)>> {
+    let requests = store::quarantined_requests(pool, request_id, 10_000).await?;
+    if request_id.is_some() && requests.is_empty() {
+        anyhow::bail!("no quarantined request has that id");
+    }
+    let runtime = PluginRuntime::new(RuntimeSettings {
+        max_concurrent_instances: config.plugins.max_concurrent_instances,
+        pool_memory_bytes: config.plugins.pool_memory_bytes,
+        compiled_cache_dir: Some(config.compiled_cache_dir()),
+    })?;
+    let sources = crate::server::build_sources(config, &runtime).await?;
+    let (destinations, _) = crate::server::build_destinations(config)?;
+    let mut results = Vec::with_capacity(requests.len());
+    for raw in requests {
+        let Some(source) = sources.get(&raw.source_name) else {
+            results.push((
+                raw.id,
+                QuarantineReplay::NotStored(format!(
+                    "the source {:?} is no longer configured",
+                    raw.source_name
+                )),
+            ));
+            continue;
+        };
+        let plugin_request = PluginRequest {
+            request_id: raw.id.to_string(),
+            method: raw.method.clone(),
+            path: raw.path.clone(),
+            query: raw.query.clone(),
+            headers: raw.headers.clone(),
+            body: raw.body.clone(),
+            received_at: raw.received_at,
+            source_name: raw.source_name.clone(),
+            config: source.config.clone(),
+        };
+        let outcome = match source
+            .plugin
+            .handle(plugin_request, source.secrets.clone())
+            .await
+        {
+            Err(error) => QuarantineReplay::StillFailing(error.to_string()),
+            Ok(report) => match report.outcome {
+                PluginOutcome::Events(events) if !events.is_empty() => {
+                    let mut raw = raw.clone();
+                    raw.plugin = source.plugin.label().to_owned();
+                    let write = IngestWrite::Events {
+                        raw,
+                        events: route_events(&destinations, events),
+                    };
+                    let stored = store::write_batch(
+                        pool,
+                        std::slice::from_ref(&write),
+                        Duration::from_secs(config.ingest.dedupe_window_seconds),
+                        chrono::Utc::now(),
+                    )
+                    .await
+                    .context("storing the replayed events")?;
+                    QuarantineReplay::Stored(stored.into_iter().next().context("one outcome")?)
+                }
+                PluginOutcome::Events(_) => {
+                    QuarantineReplay::NotStored("the plugin produced no events".to_owned())
+                }
+                PluginOutcome::Rejected { kind, reason } => QuarantineReplay::NotStored(format!(
+                    "the plugin refused it ({kind:?}): {reason}"
+                )),
+                PluginOutcome::Reply(reply) => QuarantineReplay::NotStored(format!(
+                    "the plugin answered a handshake ({})",
+                    reply.status
+                )),
+            },
+        };
+        results.push((raw.id, outcome));
+    }
+    Ok(results)
+}
+
+/// `wasmhook replay`: jobs by filter, or quarantined requests.
+pub async fn replay_command(
+    config: &Config,
+    pool: &PgPool,
+    filter: ReplayFilter,
+    quarantined: bool,
+    request_id: Option<Uuid>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if quarantined || request_id.is_some() {
+        if dry_run {
+            let count = store::quarantined_requests(pool, request_id, 10_000)
+                .await?
+                .len();
+            println!("{count} quarantined requests would be replayed");
+            return Ok(());
+        }
+        for (id, outcome) in replay_quarantined(config, pool, request_id).await? {
+            println!("{id}: {outcome:?}");
+        }
+        return Ok(());
+    }
+    for state in &filter.job_states {
+        if !["delivered", "failed", "dead"].contains(&state.as_str()) {
+            anyhow::bail!("--state {state:?} is not one of delivered, failed, dead");
+        }
+    }
+    if dry_run {
+        let count = queue::count_replay(pool, &filter).await?;
+        println!("{count} deliveries would be replayed");
+    } else {
+        let count = queue::replay(pool, &filter).await?;
+        println!("{count} deliveries replayed");
+    }
+    Ok(())
+}
