@@ -83,6 +83,7 @@ send: release
 bench: postgres plugins release
 	cargo bench -p wasmhook --bench plugin_call
 	$(WASMHOOK) bench ingest --connections 64 --requests 20000
+	$(WASMHOOK) bench e2e --connections 4 --connections 64 --requests 10000
 
 clean:
 	rm -rf target

@@ -93,7 +93,12 @@ async fn wait_until_serving(client: &reqwest::Client, address: SocketAddr) -> an
     bail!("the server at {address} did not start within two minutes")
 }
 
-fn start_host(options: &IngestBenchOptions) -> anyhow::Result<ChildServer> {
+/// Starts `wasmhook serve`; deliveries go to `receiver` when given (else to a sink address
+/// that is refused without a connection, so ingest is measured alone).
+fn start_host(
+    options: &IngestBenchOptions,
+    receiver: Option<SocketAddr>,
+) -> anyhow::Result<ChildServer> {
     let workspace = tempfile::Builder::new()
         .prefix("wasmhook-bench")
         .tempdir()
@@ -117,11 +122,14 @@ dir = {plugins_dir:?}
 name = "github"
 plugin = "github"
 secrets = ["{BENCH_SECRET}"]
-[[destinations]]
-name = "sink"
-url = "http://127.0.0.1:9/unused"
-routes = ["github.push"]
-"#
+{destination}
+"#,
+        destination = match receiver {
+            Some(receiver) => format!(
+                "[[destinations]]\nname = \"receiver\"\nurl = \"http://{receiver}/hook\"\nroutes = [\"github.push\"]\nallow_private_networks = true\nmax_concurrency = 64\n[delivery]\npoll_interval_ms = 200\nclaim_batch = 64"
+            ),
+            None => "[[destinations]]\nname = \"sink\"\nurl = \"http://127.0.0.1:9/unused\"\nroutes = [\"github.push\"]".to_owned(),
+        }
     );
     let config_path = workspace.path().join("wasmhook.toml");
     std::fs::write(&config_path, config).context("writing the bench configuration")?;
@@ -220,6 +228,7 @@ async fn run_load(
     connections: usize,
     requests: usize,
     run_label: &str,
+    send_times: Option<Arc<std::sync::Mutex<Vec<Option<Instant>>>>>,
 ) -> anyhow::Result<LoadReport> {
     let next = Arc::new(AtomicUsize::new(0));
     let url = Arc::new(format!("http://{}/webhooks/github", server.address));
@@ -239,6 +248,7 @@ async fn run_load(
             signature_value.clone(),
         );
         let run_label = run_label.to_owned();
+        let send_times = send_times.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut accepted = 0usize;
@@ -250,6 +260,9 @@ async fn run_load(
                     break;
                 }
                 let sent = Instant::now();
+                if let Some(send_times) = &send_times {
+                    send_times.lock().expect("send times lock poisoned")[number] = Some(sent);
+                }
                 let response = client
                     .post(url.as_str())
                     .header("content-type", "application/json")
@@ -326,7 +339,7 @@ pub async fn bench_ingest(
     let signature_value = Arc::new(signed[0].1.clone());
 
     let probe = reqwest::Client::new();
-    let host = start_host(&options)?;
+    let host = start_host(&options, None)?;
     let bare = start_bare_server()?;
     wait_until_serving(&probe, host.address).await?;
     wait_until_serving(&probe, bare.address).await?;
@@ -342,6 +355,7 @@ pub async fn bench_ingest(
                 connections,
                 options.warmup_requests,
                 &format!("{run_id}-warmup-{index}"),
+                None,
             )
             .await?;
         }
@@ -352,6 +366,7 @@ pub async fn bench_ingest(
             connections,
             options.requests,
             &format!("{run_id}-{index}"),
+            None,
         )
         .await?;
         let bare_report = run_load(
@@ -361,6 +376,7 @@ pub async fn bench_ingest(
             connections,
             options.requests,
             &format!("{run_id}-bare-{index}"),
+            None,
         )
         .await?;
         results.push((host_report, bare_report));
@@ -395,4 +411,160 @@ pub async fn bench_ingest(
         );
     }
     Ok(results)
+}
+
+/// Arrival times at the end-to-end receiver, by request number.
+struct Arrivals {
+    prefix: String,
+    times: Vec<Option<Instant>>,
+    total: usize,
+}
+
+/// `wasmhook bench e2e`: webhook in to receiver hit. A receiver on 127.0.0.1 answers 204 and
+/// timestamps each event's arrival; latency is from sending the webhook to its arrival.
+pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
+    let body = Arc::new(
+        std::fs::read(&options.body_path)
+            .with_context(|| format!("reading {}", options.body_path.display()))?,
+    );
+    let scheme = SignatureScheme::BodyHmac {
+        header: "x-hub-signature-256".into(),
+        prefix: "sha256=".into(),
+        encoding: MacEncoding::Hex,
+    };
+    let signed = signature::sign(&scheme, &Secret::new(BENCH_SECRET), &body, "", 0)?;
+    let signature_value = Arc::new(signed[0].1.clone());
+
+    let arrivals = Arc::new(std::sync::Mutex::new(Arrivals {
+        prefix: String::new(),
+        times: Vec::new(),
+        total: 0,
+    }));
+    let receiver_state = arrivals.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let arrivals = receiver_state.clone();
+            async move {
+                let arrived = Instant::now();
+                #[derive(serde::Deserialize)]
+                struct CloudEventId<'a> {
+                    #[serde(borrow)]
+                    id: std::borrow::Cow<'a, str>,
+                }
+                if let Ok(event) = serde_json::from_slice::<CloudEventId>(&body) {
+                    let mut arrivals = arrivals.lock().expect("arrivals lock poisoned");
+                    arrivals.total += 1;
+                    let number = event
+                        .id
+                        .strip_prefix(arrivals.prefix.as_str())
+                        .and_then(|rest| rest.parse::<usize>().ok());
+                    if let Some(number) = number
+                        && let Some(slot) = arrivals.times.get_mut(number)
+                        && slot.is_none()
+                    {
+                        *slot = Some(arrived);
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the receiver")?;
+    let receiver_address = receiver_listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(receiver_listener, receiver).await;
+    });
+
+    let host = start_host(&options, Some(receiver_address))?;
+    wait_until_serving(&reqwest::Client::new(), host.address).await?;
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    println!(
+        "end to end: signed GitHub pushes of {} bytes in, CloudEvents out to a receiver answering 204, 127.0.0.1",
+        body.len()
+    );
+    println!(
+        "| connections | webhooks | deliveries/s | latency p50 ms | latency p99 ms | receiver hits (duplicates) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (index, &connections) in options.connections.iter().enumerate() {
+        // Warm up connections, the plugin pool and the database first.
+        run_load(
+            &host,
+            body.clone(),
+            signature_value.clone(),
+            connections,
+            options.warmup_requests,
+            &format!("{run_id}-warmup-{index}"),
+            None,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let run_label = format!("{run_id}-{index}");
+        // Delivery ids are `{run_label}-{number}`.
+        let prefix = format!("{run_label}-");
+        {
+            let mut arrivals = arrivals.lock().expect("arrivals lock poisoned");
+            arrivals.prefix = prefix.clone();
+            arrivals.times = vec![None; options.requests];
+            arrivals.total = 0;
+        }
+        let send_times = Arc::new(std::sync::Mutex::new(vec![None; options.requests]));
+        let started = Instant::now();
+        let report = run_load(
+            &host,
+            body.clone(),
+            signature_value.clone(),
+            connections,
+            options.requests,
+            &run_label,
+            Some(send_times.clone()),
+        )
+        .await?;
+        // Bounded wait for the deliveries to arrive.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (arrived, total) = {
+                let arrivals = arrivals.lock().expect("arrivals lock poisoned");
+                let arrived = arrivals.times.iter().filter(|time| time.is_some()).count();
+                (arrived, arrivals.total)
+            };
+            if arrived >= report.accepted
+                || total >= 2 * report.accepted
+                || Instant::now() > deadline
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let arrivals = arrivals.lock().expect("arrivals lock poisoned");
+        let send_times = send_times.lock().expect("send times lock poisoned");
+        let mut latencies: Vec<Duration> = arrivals
+            .times
+            .iter()
+            .zip(send_times.iter())
+            .filter_map(|(arrived, sent)| Some(arrived.as_ref()?.duration_since(*sent.as_ref()?)))
+            .collect();
+        let last_arrival = arrivals.times.iter().flatten().max().copied();
+        latencies.sort_unstable();
+        let at = |fraction: f64| {
+            latencies
+                .get(((latencies.len().saturating_sub(1)) as f64 * fraction).round() as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        let span = last_arrival.map_or(Duration::ZERO, |last| last.duration_since(started));
+        println!(
+            "| {connections} | {} | {:.0} | {:.2} | {:.2} | {} ({}) |",
+            options.requests,
+            latencies.len() as f64 / span.as_secs_f64().max(f64::EPSILON),
+            at(0.50).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            latencies.len(),
+            arrivals.total.saturating_sub(latencies.len()),
+        );
+    }
+    Ok(())
 }

@@ -124,6 +124,21 @@ enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// End to end: webhooks in, deliveries out to a receiver on 127.0.0.1.
+    E2e {
+        #[arg(long = "connections", short = 'c', default_values_t = [4, 64])]
+        connections: Vec<usize>,
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 2_000)]
+        warmup: usize,
+        #[arg(long, default_value = "target/plugins")]
+        plugins_dir: PathBuf,
+        #[arg(long, default_value = "tests/fixtures/github/push.json")]
+        body: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// The bare axum ceiling server used by `bench ingest`.
     #[command(hide = true)]
     BareServer {
@@ -256,6 +271,23 @@ fn main() -> ExitCode {
                 })
                 .await
                 .map(|_| true),
+                BenchCommand::E2e {
+                    connections,
+                    requests,
+                    warmup,
+                    plugins_dir,
+                    body,
+                    database_url,
+                } => wasmhook::loadgen::bench_e2e(wasmhook::loadgen::IngestBenchOptions {
+                    connections,
+                    requests,
+                    warmup_requests: warmup,
+                    plugins_dir,
+                    body_path: body,
+                    database_url,
+                })
+                .await
+                .map(|()| true),
                 BenchCommand::BareServer { listen } => {
                     wasmhook::loadgen::serve_bare(listen).await.map(|()| true)
                 }
