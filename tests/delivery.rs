@@ -593,3 +593,28 @@ async fn shutdown_gives_back_deliveries_that_did_not_finish_in_the_grace_period(
         "the lease was given back unspent"
     );
 }
+
+#[tokio::test]
+async fn a_destination_rate_limit_spreads_deliveries_out() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = TestApp::spawn(&format!(
+        "{}{}",
+        source(),
+        destination("d", &receiver, "rate_limit_per_second = 4.0")
+    ))
+    .await;
+    let mut events = Vec::new();
+    for number in 0..12 {
+        events.push(post_event(&app, number).await);
+    }
+    for event in events {
+        wait_for_job_state(&app, event, "delivered", Duration::from_secs(15)).await;
+    }
+    let arrivals: Vec<Instant> = receiver.requests().iter().map(|r| r.arrived_at).collect();
+    let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    // A burst of 4, then 4 per second: the other 8 need at least 2 seconds.
+    assert!(
+        span >= Duration::from_millis(1800),
+        "12 deliveries took only {span:?}"
+    );
+}
