@@ -485,6 +485,22 @@ config = '{{"signature": {{"scheme": "none"}}}}'
             "nothing internal"
         );
     }
+    let readiness = client
+        .get(format!("http://{}/readyz", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readiness.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let liveness = client
+        .get(format!("http://{}/healthz", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        liveness.status(),
+        StatusCode::OK,
+        "alive even while not ready"
+    );
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.restart().unwrap();
         cluster

@@ -213,3 +213,32 @@ fn a_trapping_plugin_fails_the_run_with_the_cause() {
     assert!(stderr.contains("trapped"), "{stderr}");
     assert!(stderr.contains("traps on purpose"), "{stderr}");
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let directory = tempfile::tempdir().unwrap();
+    let body_path = directory.path().join("body.json");
+    std::fs::write(&body_path, b"{}").unwrap();
+    let config_path = directory.path().join("config.txt");
+    std::fs::write(&config_path, b"well-behaved").unwrap();
+    let output = wasmhook(&[
+        "--log-format",
+        "json",
+        "plugin",
+        "run",
+        test_plugin_file("hostile").to_str().unwrap(),
+        "--body",
+        body_path.to_str().unwrap(),
+        "--config",
+        config_path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let log_line = stderr
+        .lines()
+        .find(|line| line.contains("handling a request politely"))
+        .unwrap_or_else(|| panic!("the plugin's log line is shown: {stderr}"));
+    let parsed: serde_json::Value = serde_json::from_str(log_line).unwrap();
+    assert_eq!(parsed["fields"]["plugin"], "hostile@0.0.1");
+    assert_eq!(parsed["level"], "INFO");
+}

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::http_error::ApiError;
 use crate::ingest_queue::IngestQueue;
+use crate::metrics;
 use crate::plugins::{Plugin, PluginOutcome, PluginRequest, RejectionKind, SourceSettings};
 use crate::rate_limit::TokenBucket;
 use crate::routes::RoutePatterns;
@@ -63,11 +64,42 @@ async fn receive_webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Unknown names are counted together, so that arbitrary paths cannot grow the metrics.
+    let source_label = if state.sources.contains_key(&source_name) {
+        source_name.as_str()
+    } else {
+        "unknown"
+    };
+    metrics::webhook_received(source_label);
+    let result = handle_webhook(&state, &source_name, query, method, headers, body).await;
+    match &result {
+        Ok((_, outcome)) => metrics::webhook_outcome(source_label, outcome, ""),
+        Err(error) => {
+            let outcome = match error.code {
+                "rate_limited" => "rate_limited",
+                "unavailable" => "unavailable",
+                _ => "rejected",
+            };
+            metrics::webhook_outcome(source_label, outcome, error.code);
+        }
+    }
+    result.map(|(response, _)| response)
+}
+
+/// The checks and the store, in order; the outcome label goes to the metrics.
+async fn handle_webhook(
+    state: &IngestState,
+    source_name: &str,
+    query: Option<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(Response, &'static str), ApiError> {
     let received_at = chrono::Utc::now();
     let source = state
         .sources
-        .get(&source_name)
-        .ok_or_else(|| ApiError::unknown_source(&source_name))?;
+        .get(source_name)
+        .ok_or_else(|| ApiError::unknown_source(source_name))?;
     let body = read_bounded_body(&headers, body, state.max_body_bytes).await?;
 
     if let Some(rate_limiter) = &source.rate_limiter {
@@ -142,13 +174,16 @@ async fn receive_webhook(
             PluginOutcome::Rejected {
                 kind: RejectionKind::Ignored,
                 reason,
-            } => return Ok(ignored(&reason)),
+            } => return Ok((ignored(&reason), "ignored")),
             PluginOutcome::Rejected { kind, reason } => {
                 return Err(ApiError::rejection(kind, reason));
             }
-            PluginOutcome::Reply(reply) => return Ok(plugin_reply(reply)),
+            PluginOutcome::Reply(reply) => return Ok((plugin_reply(reply), "replied")),
             PluginOutcome::Events(events) if events.is_empty() => {
-                return Ok(ignored("the plugin produced no events for this request"));
+                return Ok((
+                    ignored("the plugin produced no events for this request"),
+                    "ignored",
+                ));
             }
             PluginOutcome::Events(events) => IngestWrite::Events {
                 raw,
@@ -164,20 +199,31 @@ async fn receive_webhook(
         .map_err(|_| ApiError::store_unavailable())?;
     Ok(match outcome {
         IngestOutcome::Accepted { event_ids } => (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "accepted", "event_id": event_ids[0], "event_ids": event_ids})),
-        )
-            .into_response(),
+            (
+                StatusCode::ACCEPTED,
+                Json(
+                    json!({"status": "accepted", "event_id": event_ids[0], "event_ids": event_ids}),
+                ),
+            )
+                .into_response(),
+            "accepted",
+        ),
         IngestOutcome::Duplicate { event_id } => (
-            StatusCode::OK,
-            Json(json!({"status": "duplicate", "event_id": event_id})),
-        )
-            .into_response(),
+            (
+                StatusCode::OK,
+                Json(json!({"status": "duplicate", "event_id": event_id})),
+            )
+                .into_response(),
+            "duplicate",
+        ),
         IngestOutcome::Quarantined { request_id } => (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "quarantined", "request_id": request_id})),
-        )
-            .into_response(),
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "quarantined", "request_id": request_id})),
+            )
+                .into_response(),
+            "quarantined",
+        ),
     })
 }
 

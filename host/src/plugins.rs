@@ -25,6 +25,7 @@ use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::events::NormalizedEvent;
+use crate::metrics;
 use crate::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 mod bindings {
@@ -703,16 +704,30 @@ impl Plugin {
             config: request.config,
         };
         let received_at = request.received_at;
-        let (outcome, usage) = self
+        let started = Instant::now();
+        let result = self
             .run(&request_id, secrets, async |plugin, store| {
                 plugin
                     .wasmhook_plugin_handler()
                     .call_handle(store, &wit_request)
                     .await
             })
-            .await?;
+            .await;
+        metrics::plugin_call(
+            &self.manifest.name,
+            &self.manifest.version,
+            started.elapsed(),
+        );
+        let (outcome, usage) = result.inspect_err(|error| {
+            metrics::plugin_failure(&self.manifest.name, &self.manifest.version, error.kind());
+        })?;
         let output_bytes = outcome_size(&outcome);
         if output_bytes > self.limits.max_output_bytes {
+            metrics::plugin_failure(
+                &self.manifest.name,
+                &self.manifest.version,
+                "output_too_large",
+            );
             return Err(PluginCallError::OutputTooLarge {
                 plugin: self.label.to_string(),
                 request_id,
@@ -721,6 +736,11 @@ impl Plugin {
             });
         }
         let outcome = outcome_from_wit(outcome, received_at).map_err(|reason| {
+            metrics::plugin_failure(
+                &self.manifest.name,
+                &self.manifest.version,
+                "invalid_output",
+            );
             PluginCallError::InvalidOutput {
                 plugin: self.label.to_string(),
                 request_id: request_id.clone(),
@@ -874,6 +894,19 @@ impl Plugin {
                     "{line}"
                 );
             }
+        }
+    }
+}
+
+impl PluginCallError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginCallError::DeadlineExceeded { .. } => "deadline",
+            PluginCallError::MemoryExhausted { .. } => "memory",
+            PluginCallError::Trapped { .. } => "trap",
+            PluginCallError::OutputTooLarge { .. } => "output_too_large",
+            PluginCallError::InvalidOutput { .. } => "invalid_output",
         }
     }
 }

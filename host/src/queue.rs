@@ -392,3 +392,25 @@ pub async fn job_states(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
         .await
         .context("counting jobs by state")
 }
+
+/// Jobs by state (the not-yet-finished ones and the dead) and the age of the oldest due job.
+pub async fn queue_gauges(pool: &PgPool) -> anyhow::Result<(Vec<(String, i64)>, Option<Duration>)> {
+    let states: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT state, count(*) FROM delivery_jobs
+         WHERE state IN ('due', 'running', 'retrying', 'dead') GROUP BY state",
+    )
+    .fetch_all(pool)
+    .await
+    .context("counting jobs by state")?;
+    let oldest_due_seconds: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - min(next_attempt_at))::float8 FROM delivery_jobs
+         WHERE state IN ('due', 'retrying') AND next_attempt_at <= now()",
+    )
+    .fetch_one(pool)
+    .await
+    .context("reading the oldest due job")?;
+    Ok((
+        states,
+        oldest_due_seconds.map(|seconds| Duration::from_secs_f64(seconds.max(0.0))),
+    ))
+}

@@ -163,10 +163,14 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         queue,
         max_body_bytes: config.server.max_body_bytes,
     });
+    let health = crate::health::router(Arc::new(crate::health::HealthState {
+        pool: database.pool.clone(),
+        plugins_loaded: state.sources.len(),
+    }));
     let router = if roles.ingest {
-        crate::ingest::router(state)
+        crate::ingest::router(state).merge(health)
     } else {
-        axum::Router::new()
+        health
     };
     let worker = roles.worker.then(|| {
         crate::worker::start(

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use crate::delivery::{Deliverer, Destination};
+use crate::metrics;
 use crate::queue::{self, ClaimedJob, FinishedAttempt, JobState};
 use crate::rate_limit::TokenBucket;
 use crate::retry::{AttemptOutcome, NextStep};
@@ -109,14 +110,24 @@ impl DestinationState {
         claimable
     }
 
-    /// Counts an outcome against the breaker; returns a log line when the breaker changes.
-    fn record(&mut self, outcome: &AttemptOutcome, destination: &Destination) -> Option<String> {
+    /// Counts an outcome against the breaker; when the breaker changes, returns whether it
+    /// opened and a log line.
+    fn record(
+        &mut self,
+        outcome: &AttemptOutcome,
+        destination: &Destination,
+    ) -> Option<(bool, String)> {
         match outcome {
             AttemptOutcome::Delivered => {
                 self.consecutive_failures = 0;
                 let was_open = !matches!(self.breaker, BreakerState::Closed);
                 self.breaker = BreakerState::Closed;
-                was_open.then(|| "circuit breaker closed: the probe was delivered".to_owned())
+                was_open.then(|| {
+                    (
+                        false,
+                        "circuit breaker closed: the probe was delivered".to_owned(),
+                    )
+                })
             }
             AttemptOutcome::Retryable { .. } | AttemptOutcome::Gone => {
                 self.consecutive_failures += 1;
@@ -127,9 +138,12 @@ impl DestinationState {
                     self.breaker = BreakerState::Open {
                         until: Instant::now() + destination.breaker_cooldown,
                     };
-                    Some(format!(
-                        "circuit breaker opened after {} consecutive failures; next probe in {:?}",
-                        self.consecutive_failures, destination.breaker_cooldown
+                    Some((
+                        true,
+                        format!(
+                            "circuit breaker opened after {} consecutive failures; next probe in {:?}",
+                            self.consecutive_failures, destination.breaker_cooldown
+                        ),
                     ))
                 } else {
                     None
@@ -321,7 +335,9 @@ async fn deliver_one(shared: &Shared, destination: &Destination, job: ClaimedJob
         .expect("worker state lock poisoned")
         .get_mut(&destination.name)
         .and_then(|state| state.record(&record.outcome, destination));
-    if let Some(change) = breaker_change {
+    metrics::delivery_attempt(&destination.name, record.outcome.label(), record.duration);
+    if let Some((opened, change)) = breaker_change {
+        metrics::breaker_transition(&destination.name, opened);
         tracing::warn!("{change}");
     }
 
@@ -332,6 +348,7 @@ async fn deliver_one(shared: &Shared, destination: &Destination, job: ClaimedJob
             tracing::warn!(
                 "the receiver answered 410 Gone: pausing the destination until an operator resumes it"
             );
+            metrics::destination_paused(&destination.name);
             if let Err(error) = queue::set_paused(&shared.pool, &destination.name, true).await {
                 tracing::error!("could not pause the destination: {error:#}");
             }

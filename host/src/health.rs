@@ -1,0 +1,73 @@
+//! `GET /healthz` (the process is alive), `GET /readyz` (the database answers and plugins are
+//! loaded) and `GET /metrics` (Prometheus text format).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sqlx::PgPool;
+
+/// What the health and metrics endpoints look at.
+pub struct HealthState {
+    pub pool: PgPool,
+    pub plugins_loaded: usize,
+}
+
+pub fn router(state: Arc<HealthState>) -> axum::Router {
+    // Installing the recorder here makes sure metrics recorded before the first scrape count.
+    crate::metrics::handle();
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
+    let database = tokio::time::timeout(
+        Duration::from_secs(2),
+        crate::store::is_reachable(&state.pool),
+    )
+    .await
+    .unwrap_or(false);
+    let plugins = state.plugins_loaded > 0;
+    let status = if database && plugins {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+            "database": if database { "reachable" } else { "unreachable" },
+            "plugins_loaded": state.plugins_loaded,
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<HealthState>>) -> Response {
+    // Queue gauges come from the database at scrape time; a database outage leaves them as
+    // they were rather than failing the scrape.
+    if let Ok(Ok((states, oldest_due_age))) = tokio::time::timeout(
+        Duration::from_secs(2),
+        crate::queue::queue_gauges(&state.pool),
+    )
+    .await
+    {
+        crate::metrics::queue_state(&states, oldest_due_age);
+    }
+    crate::metrics::database_pool(state.pool.size(), state.pool.num_idle());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
+}

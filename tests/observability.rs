@@ -1,0 +1,189 @@
+//! Metrics, health and readiness. One test per process: the metrics recorder is process-wide,
+//! so the counters this test reads are exactly what its scripted run did.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
+
+use support::app::TestApp;
+use support::receiver::{Receiver, Reply};
+
+/// The value of the sample of `name` whose labels include every pair in `labels`.
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_scripted_run_the_counters_equal_what_happened() {
+    let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(204)).await;
+    let app = TestApp::spawn(&format!(
+        r#"
+[[sources]]
+name = "github"
+plugin = "github"
+secrets = ["gh-secret"]
+
+[[sources]]
+name = "broken"
+plugin = "hostile"
+config = "trap"
+
+[[destinations]]
+name = "ci"
+url = "{}"
+routes = ["github.push"]
+allow_private_networks = true
+retry_schedule_seconds = [0, 0.05, 0.05]
+"#,
+        receiver.url("/ci")
+    ))
+    .await;
+    let scheme = SignatureScheme::BodyHmac {
+        header: "x-hub-signature-256".into(),
+        prefix: "sha256=".into(),
+        encoding: MacEncoding::Hex,
+    };
+    let body = br#"{"ref":"r","before":"a","after":"b","pusher":{"name":"p"}}"#;
+    let headers = |delivery: &str, secret: &str| {
+        let mut headers = signature::sign(&scheme, &Secret::new(secret), body, "", 0).unwrap();
+        headers.push(("x-github-event".into(), "push".into()));
+        headers.push(("x-github-delivery".into(), delivery.into()));
+        headers
+    };
+    for delivery in ["a", "b", "c", "a"] {
+        app.post("github", &headers(delivery, "gh-secret"), body.to_vec())
+            .await;
+    }
+    for delivery in ["x", "y"] {
+        let response = app
+            .post("github", &headers(delivery, "wrong"), body.to_vec())
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    app.post("nowhere", &[], "{}").await;
+    app.post("broken", &[], "{}").await;
+
+    // Three events, one of them answered 500 first: four attempts in all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.requests().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let client = reqwest::Client::new();
+    let exposition = client
+        .get(format!("{}/metrics", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let webhooks = |source: &str, outcome: &str| {
+        sample(
+            &exposition,
+            "wasmhook_webhooks_total",
+            &[("source", source), ("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(
+        sample(
+            &exposition,
+            "wasmhook_webhooks_received_total",
+            &[("source", "github")]
+        ),
+        Some(6.0),
+        "{exposition}"
+    );
+    assert_eq!(webhooks("github", "accepted"), 3.0);
+    assert_eq!(webhooks("github", "duplicate"), 1.0);
+    assert_eq!(
+        sample(
+            &exposition,
+            "wasmhook_webhooks_total",
+            &[
+                ("source", "github"),
+                ("outcome", "rejected"),
+                ("reason", "invalid_signature")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(webhooks("unknown", "rejected"), 1.0);
+    assert_eq!(webhooks("broken", "quarantined"), 1.0);
+    assert_eq!(
+        sample(
+            &exposition,
+            "wasmhook_plugin_failures_total",
+            &[("plugin", "hostile"), ("kind", "trap")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "wasmhook_delivery_attempts_total",
+            &[("destination", "ci"), ("outcome", "delivered")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "wasmhook_delivery_attempts_total",
+            &[("destination", "ci"), ("outcome", "retryable")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            "wasmhook_plugin_call_seconds_count",
+            &[("plugin", "github")]
+        ),
+        Some(6.0 - 2.0),
+        "signature failures never reach the plugin"
+    );
+    assert_eq!(
+        sample(&exposition, "wasmhook_jobs", &[("state", "dead")]),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &exposition,
+            "wasmhook_database_connections",
+            &[("state", "idle")]
+        )
+        .is_some()
+    );
+
+    let health = client
+        .get(format!("{}/healthz", app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = client
+        .get(format!("{}/readyz", app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["database"], "reachable");
+}
