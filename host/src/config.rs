@@ -24,6 +24,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub ingest: IngestConfig,
     pub delivery: DeliveryConfig,
+    pub retention: RetentionConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -73,6 +74,16 @@ pub struct DeliveryConfig {
     pub rescue_interval_ms: u64,
     pub shutdown_grace_seconds: u64,
     pub allow_private_networks: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub events_days: f64,
+    pub attempts_days: f64,
+    pub batch_size: i64,
+    pub pause_between_batches_ms: u64,
+    pub interval_seconds: u64,
 }
 
 /// A token bucket: `requests_per_second` refill, `burst` capacity.
@@ -258,6 +269,13 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be above 0");
+        }
+        if !(self.retention.events_days > 0.0 && self.retention.attempts_days > 0.0)
+            || self.retention.batch_size <= 0
+        {
+            bail!(
+                "invalid configuration: retention.events_days, attempts_days and batch_size must be above 0"
+            );
         }
         if self.ingest.batch_max_requests == 0 || self.ingest.writers == 0 {
             bail!(

@@ -17,6 +17,7 @@ pub mod plugins;
 pub mod queue;
 pub mod rate_limit;
 pub mod replay;
+pub mod retention;
 pub mod retry;
 pub mod routes;
 pub mod send;

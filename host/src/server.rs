@@ -66,6 +66,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     worker: Option<WorkerHandle>,
+    retention: tokio::task::JoinHandle<()>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -92,6 +93,7 @@ impl RunningServer {
     }
 
     async fn finish(self) -> anyhow::Result<()> {
+        self.retention.abort();
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
@@ -172,6 +174,17 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     } else {
         health
     };
+    let retention = crate::retention::start(
+        database.pool.clone(),
+        crate::retention::RetentionSettings {
+            events: Duration::from_secs_f64(config.retention.events_days * 86400.0),
+            attempts: Duration::from_secs_f64(config.retention.attempts_days * 86400.0),
+            dedupe_keys: Duration::from_secs(config.ingest.dedupe_window_seconds),
+            batch_size: config.retention.batch_size,
+            pause_between_batches: Duration::from_millis(config.retention.pause_between_batches_ms),
+            interval: Duration::from_secs(config.retention.interval_seconds),
+        },
+    );
     let worker = roles.worker.then(|| {
         crate::worker::start(
             database.pool.clone(),
@@ -204,6 +217,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         shutdown: Some(shutdown),
         serving,
         worker,
+        retention,
         embedded: database.embedded,
     })
 }

@@ -520,6 +520,76 @@ pub async fn quarantined_requests(
         .collect())
 }
 
+/// How much one retention batch deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionBatch {
+    pub raw_requests: u64,
+    pub attempts: u64,
+    pub dedupe_keys: u64,
+}
+
+impl RetentionBatch {
+    pub fn total(&self) -> u64 {
+        self.raw_requests + self.attempts + self.dedupe_keys
+    }
+}
+
+/// Deletes at most `batch` rows of each kind older than its cut-off, each kind in its own
+/// short statement so that no lock is held for long: raw requests (with their events, jobs and
+/// attempts) whose deliveries are all finished, attempts, and expired dedupe keys.
+pub async fn delete_expired_batch(
+    pool: &PgPool,
+    events_before: DateTime<Utc>,
+    attempts_before: DateTime<Utc>,
+    dedupe_keys_before: DateTime<Utc>,
+    batch: i64,
+) -> anyhow::Result<RetentionBatch> {
+    let raw_requests = sqlx::query(
+        "DELETE FROM raw_requests WHERE id IN (
+             SELECT r.id FROM raw_requests r
+             WHERE r.received_at < $1
+               AND NOT EXISTS (
+                   SELECT 1 FROM events e JOIN delivery_jobs j ON j.event_row_id = e.id
+                   WHERE e.raw_request_id = r.id AND j.state IN ('due', 'running', 'retrying'))
+             ORDER BY r.received_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(events_before)
+    .bind(batch)
+    .execute(pool)
+    .await
+    .context("deleting old requests and events")?
+    .rows_affected();
+    let attempts = sqlx::query(
+        "DELETE FROM delivery_attempts WHERE id IN (
+             SELECT id FROM delivery_attempts WHERE started_at < $1
+             ORDER BY started_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(attempts_before)
+    .bind(batch)
+    .execute(pool)
+    .await
+    .context("deleting old attempts")?
+    .rows_affected();
+    let dedupe_keys = sqlx::query(
+        "DELETE FROM dedupe_keys WHERE (source_name, event_id) IN (
+             SELECT source_name, event_id FROM dedupe_keys WHERE created_at < $1
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(dedupe_keys_before)
+    .bind(batch)
+    .execute(pool)
+    .await
+    .context("deleting expired dedupe keys")?
+    .rows_affected();
+    Ok(RetentionBatch {
+        raw_requests,
+        attempts,
+        dedupe_keys,
+    })
+}
+
 /// Counts used by tests and the admin API: rows per table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoredCounts {

@@ -1,0 +1,70 @@
+//! Retention: old requests, events, finished jobs, attempts and expired dedupe keys are deleted
+//! in the background, in small batches with pauses between them, so that ingest and delivery
+//! never wait on a long delete.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::store::{self, RetentionBatch};
+
+/// How long rows are kept, and how retention paces itself.
+#[derive(Clone, Debug)]
+pub struct RetentionSettings {
+    pub events: Duration,
+    pub attempts: Duration,
+    pub dedupe_keys: Duration,
+    pub batch_size: i64,
+    /// Pause between batches, so deletes never crowd out the ingest path.
+    pub pause_between_batches: Duration,
+    /// Time between passes.
+    pub interval: Duration,
+}
+
+/// One pass: batches until nothing old is left (bounded by `max_batches`). Returns the totals.
+pub async fn run_pass(
+    pool: &PgPool,
+    settings: &RetentionSettings,
+    max_batches: usize,
+) -> anyhow::Result<RetentionBatch> {
+    let now = chrono::Utc::now();
+    let before = |keep: Duration| now - chrono::Duration::from_std(keep).unwrap_or_default();
+    let mut totals = RetentionBatch::default();
+    for _ in 0..max_batches {
+        let batch = store::delete_expired_batch(
+            pool,
+            before(settings.events),
+            before(settings.attempts),
+            before(settings.dedupe_keys),
+            settings.batch_size,
+        )
+        .await?;
+        totals.raw_requests += batch.raw_requests;
+        totals.attempts += batch.attempts;
+        totals.dedupe_keys += batch.dedupe_keys;
+        if batch.total() == 0 {
+            break;
+        }
+        tokio::time::sleep(settings.pause_between_batches).await;
+    }
+    Ok(totals)
+}
+
+/// Runs passes forever (until the task is aborted), logging what each deleted.
+pub fn start(pool: PgPool, settings: RetentionSettings) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match run_pass(&pool, &settings, 10_000).await {
+                Ok(totals) if totals.total() > 0 => tracing::info!(
+                    raw_requests = totals.raw_requests,
+                    attempts = totals.attempts,
+                    dedupe_keys = totals.dedupe_keys,
+                    "retention deleted old rows"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!("retention pass failed: {error:#}"),
+            }
+            tokio::time::sleep(settings.interval).await;
+        }
+    })
+}
