@@ -26,6 +26,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
     #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
@@ -74,6 +76,28 @@ pub struct DeliveryConfig {
     pub rescue_interval_ms: u64,
     pub shutdown_grace_seconds: u64,
     pub allow_private_networks: bool,
+}
+
+/// The admin API. Off unless a token is configured here or in `WASMHOOK_ADMIN_TOKEN`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: Option<SecretReference>,
+    /// Serve the admin API on its own address instead of the main one.
+    pub listen: Option<SocketAddr>,
+}
+
+impl AdminConfig {
+    /// The token, from the config or `WASMHOOK_ADMIN_TOKEN`; `None` turns the admin API off.
+    pub fn resolve_token(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(token) = &self.token {
+            return token.resolve().map(Some).context("admin.token");
+        }
+        Ok(std::env::var("WASMHOOK_ADMIN_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty())
+            .map(Secret::new))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -150,6 +174,85 @@ pub struct DestinationConfig {
     pub breaker_cooldown_seconds: f64,
 }
 
+impl DestinationConfig {
+    /// Checks every field; an error names the field and what is wrong with it.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.name.trim().is_empty() || self.name.len() > 128 {
+            return Err(("name", "must be 1-128 characters".to_owned()));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+            || url::Url::parse(&self.url).is_err()
+        {
+            return Err(("url", "must be an http or https URL".to_owned()));
+        }
+        if let Err(error) = crate::routes::RoutePatterns::new(&self.routes) {
+            return Err(("routes", format!("has an invalid pattern: {error}")));
+        }
+        let seconds = [
+            ("timeout_seconds", self.timeout_seconds),
+            (
+                "throttle_min_delay_seconds",
+                self.throttle_min_delay_seconds,
+            ),
+            ("breaker_cooldown_seconds", self.breaker_cooldown_seconds),
+        ];
+        for (field, value) in seconds.into_iter().chain(
+            self.retry_schedule_seconds
+                .iter()
+                .map(|value| ("retry_schedule_seconds", *value)),
+        ) {
+            if !(0.0..=30.0 * 86400.0).contains(&value) {
+                return Err((field, "must be between 0 and 30 days".to_owned()));
+            }
+        }
+        if self.retry_schedule_seconds.is_empty() {
+            return Err((
+                "retry_schedule_seconds",
+                "needs at least one attempt".to_owned(),
+            ));
+        }
+        if self.max_concurrency == 0 {
+            return Err(("max_concurrency", "must be above 0".to_owned()));
+        }
+        if self.breaker_failure_threshold == 0 {
+            return Err(("breaker_failure_threshold", "must be above 0".to_owned()));
+        }
+        if self
+            .rate_limit_per_second
+            .is_some_and(|rate| rate.is_nan() || rate <= 0.0)
+        {
+            return Err(("rate_limit_per_second", "must be above 0".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The row this destination is stored as; `signing_secret` is already resolved.
+    pub fn to_record(&self, signing_secret: Option<String>) -> crate::store::DestinationRecord {
+        let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
+        crate::store::DestinationRecord {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            routes: self.routes.clone(),
+            signing_secret,
+            headers: serde_json::json!(self.headers),
+            timeout_ms: milliseconds(self.timeout_seconds),
+            retry_schedule_ms: self
+                .retry_schedule_seconds
+                .iter()
+                .map(|seconds| milliseconds(*seconds))
+                .collect(),
+            throttle_min_delay_ms: milliseconds(self.throttle_min_delay_seconds),
+            max_concurrency: self.max_concurrency as i32,
+            rate_limit_per_second: self.rate_limit_per_second,
+            paused: self.paused,
+            allow_private_networks: self.allow_private_networks,
+            retry_client_errors: self.retry_client_errors,
+            breaker_failure_threshold: self.breaker_failure_threshold as i32,
+            breaker_cooldown_ms: milliseconds(self.breaker_cooldown_seconds),
+        }
+    }
+}
+
 fn default_timeout_seconds() -> f64 {
     15.0
 }
@@ -194,6 +297,11 @@ impl std::fmt::Debug for SecretReference {
 impl SecretReference {
     pub fn literal(value: impl Into<String>) -> SecretReference {
         SecretReference(value.into())
+    }
+
+    /// The text as written, without resolving `env:` or `file:`.
+    pub fn as_literal(&self) -> &str {
+        &self.0
     }
 
     /// Reads the secret. Errors name the variable or file, never the value.
@@ -327,54 +435,8 @@ impl Config {
                     destination.name
                 );
             }
-            if !(destination.url.starts_with("http://") || destination.url.starts_with("https://"))
-            {
-                bail!(
-                    "invalid configuration: destinations[{index}].url must be an http or https URL"
-                );
-            }
-            crate::routes::RoutePatterns::new(&destination.routes)
-                .with_context(|| format!("invalid configuration: destinations[{index}].routes"))?;
-            let seconds = [
-                ("timeout_seconds", destination.timeout_seconds),
-                (
-                    "throttle_min_delay_seconds",
-                    destination.throttle_min_delay_seconds,
-                ),
-                (
-                    "breaker_cooldown_seconds",
-                    destination.breaker_cooldown_seconds,
-                ),
-            ];
-            for (key, value) in seconds.into_iter().chain(
-                destination
-                    .retry_schedule_seconds
-                    .iter()
-                    .map(|v| ("retry_schedule_seconds", *v)),
-            ) {
-                if !(0.0..=30.0 * 86400.0).contains(&value) {
-                    bail!(
-                        "invalid configuration: destinations[{index}].{key} must be between 0 and 30 days"
-                    );
-                }
-            }
-            if destination.retry_schedule_seconds.is_empty() {
-                bail!(
-                    "invalid configuration: destinations[{index}].retry_schedule_seconds needs at least one attempt"
-                );
-            }
-            if destination.max_concurrency == 0 || destination.breaker_failure_threshold == 0 {
-                bail!(
-                    "invalid configuration: destinations[{index}].max_concurrency and breaker_failure_threshold must be above 0"
-                );
-            }
-            if destination
-                .rate_limit_per_second
-                .is_some_and(|rate| rate.is_nan() || rate <= 0.0)
-            {
-                bail!(
-                    "invalid configuration: destinations[{index}].rate_limit_per_second must be above 0"
-                );
+            if let Err((field, problem)) = destination.check() {
+                bail!("invalid configuration: destinations[{index}].{field} {problem}");
             }
         }
         Ok(())

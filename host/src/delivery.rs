@@ -21,6 +21,7 @@ const RESPONSE_BODY_READ_BYTES: usize = 64 << 10;
 pub struct Destination {
     pub name: String,
     pub url: String,
+    pub routes: Vec<String>,
     pub signing_secret: Option<Secret>,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,

@@ -82,6 +82,41 @@ impl ApiError {
         ApiError::new(status, code, reason)
     }
 
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send `Authorization: Bearer <admin token>`",
+        )
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// Invalid input; the detail starts with the field's name.
+    pub fn invalid_field(field: &str, problem: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("{field}: {problem}"),
+        )
+    }
+
+    /// Something failed inside; the cause is logged, never shown.
+    pub fn internal(error: &anyhow::Error) -> ApiError {
+        tracing::error!("admin request failed: {error:#}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request could not be completed; the server log has the cause",
+        )
+    }
+
     pub fn store_unavailable() -> ApiError {
         ApiError {
             retry_after_seconds: Some(5),

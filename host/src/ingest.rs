@@ -45,7 +45,8 @@ pub struct DestinationRoutes {
 /// What the ingest handler needs.
 pub struct IngestState {
     pub sources: HashMap<String, SourceRuntime>,
-    pub destinations: Vec<DestinationRoutes>,
+    /// Swapped whole when destinations change (the admin API, or another process).
+    pub destinations: arc_swap::ArcSwap<Vec<DestinationRoutes>>,
     pub queue: IngestQueue,
     pub max_body_bytes: usize,
 }
@@ -187,7 +188,7 @@ async fn handle_webhook(
             }
             PluginOutcome::Events(events) => IngestWrite::Events {
                 raw,
-                events: route_events(&state.destinations, events),
+                events: route_events(&state.destinations.load(), events),
             },
         },
     };
@@ -225,6 +226,30 @@ async fn handle_webhook(
             "quarantined",
         ),
     })
+}
+
+impl IngestState {
+    /// Reloads the destinations' routes from the database.
+    pub async fn refresh_destinations(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let destinations = crate::queue::load_destinations(pool, false).await?;
+        let routes = destinations
+            .into_iter()
+            .filter_map(|destination| {
+                match RoutePatterns::new(&destination.routes) {
+                    Ok(patterns) => Some(DestinationRoutes {
+                        name: destination.name,
+                        patterns,
+                    }),
+                    Err(error) => {
+                        tracing::warn!(destination = %destination.name, "skipping invalid routes: {error:#}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        self.destinations.store(Arc::new(routes));
+        Ok(())
+    }
 }
 
 /// Pairs each event with the names of the destinations whose routes match it.

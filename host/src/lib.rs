@@ -2,6 +2,7 @@
 //! per-platform WebAssembly component plugin that normalizes each into CloudEvents, stores them
 //! durably and delivers them to subscribed destinations. See `ARCHITECTURE.md` for the map.
 
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod embedded_postgres;

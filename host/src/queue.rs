@@ -22,6 +22,7 @@ use crate::signature::Secret;
 struct DestinationRow {
     name: String,
     url: String,
+    routes: Vec<String>,
     signing_secret: Option<String>,
     headers: serde_json::Value,
     timeout_ms: i32,
@@ -47,7 +48,7 @@ pub async fn load_destinations(
     allow_private_everywhere: bool,
 ) -> anyhow::Result<Vec<Destination>> {
     let rows: Vec<DestinationRow> = sqlx::query_as(
-        "SELECT name, url, signing_secret, headers, timeout_ms, retry_schedule_ms,
+        "SELECT name, url, routes, signing_secret, headers, timeout_ms, retry_schedule_ms,
                 throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
                 allow_private_networks, retry_client_errors, breaker_failure_threshold,
                 breaker_cooldown_ms
@@ -61,6 +62,7 @@ pub async fn load_destinations(
         .map(|row| Destination {
             name: row.name,
             url: row.url,
+            routes: row.routes,
             signing_secret: row.signing_secret.map(Secret::new),
             headers: row
                 .headers

@@ -66,7 +66,8 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     worker: Option<WorkerHandle>,
-    retention: tokio::task::JoinHandle<()>,
+    /// Background tasks that loop until aborted (retention, the destination refresher).
+    background: Vec<tokio::task::JoinHandle<()>>,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -93,7 +94,9 @@ impl RunningServer {
     }
 
     async fn finish(self) -> anyhow::Result<()> {
-        self.retention.abort();
+        for task in &self.background {
+            task.abort();
+        }
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
@@ -161,19 +164,61 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     );
     let state = Arc::new(IngestState {
         sources,
-        destinations: destination_routes,
+        destinations: arc_swap::ArcSwap::from_pointee(destination_routes),
         queue,
         max_body_bytes: config.server.max_body_bytes,
     });
+    // Destinations can change under a running host (the admin API, another process): the
+    // ingest routes follow the database every two seconds.
+    let refresher = {
+        let state = state.clone();
+        let pool = database.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Err(error) = state.refresh_destinations(&pool).await {
+                    tracing::warn!("cannot refresh destinations: {error:#}");
+                }
+            }
+        })
+    };
     let health = crate::health::router(Arc::new(crate::health::HealthState {
         pool: database.pool.clone(),
         plugins_loaded: state.sources.len(),
     }));
-    let router = if roles.ingest {
+    let admin = match config.admin.resolve_token()? {
+        Some(token) => Some(crate::admin::router(Arc::new(
+            crate::admin::AdminState::new(
+                database.pool.clone(),
+                token.expose(),
+                roles.ingest.then(|| state.clone()),
+            ),
+        ))),
+        None => {
+            tracing::info!(
+                "the admin API is off: set admin.token or WASMHOOK_ADMIN_TOKEN to turn it on"
+            );
+            None
+        }
+    };
+    let mut router = if roles.ingest {
         crate::ingest::router(state).merge(health)
     } else {
         health
     };
+    let mut admin_listener = None;
+    if let Some(admin) = admin {
+        match config.admin.listen {
+            Some(listen) => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen} for the admin API"))?;
+                tracing::info!("the admin API is on http://{listen}/admin/v1");
+                admin_listener = Some((listener, admin));
+            }
+            None => router = router.merge(admin),
+        }
+    }
     let retention = crate::retention::start(
         database.pool.clone(),
         crate::retention::RetentionSettings {
@@ -204,6 +249,14 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!("wasmhook is listening on http://{address}");
     let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+    let mut background = vec![retention, refresher];
+    if let Some((listener, admin)) = admin_listener {
+        background.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, admin).await {
+                tracing::error!("the admin listener failed: {error}");
+            }
+        }));
+    }
     let serving = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -217,7 +270,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         shutdown: Some(shutdown),
         serving,
         worker,
-        retention,
+        background,
         embedded: database.embedded,
     })
 }
@@ -303,28 +356,8 @@ pub fn build_destinations(
             .map(|secret| secret.resolve())
             .transpose()
             .with_context(|| format!("destinations[{index}].secret"))?;
-        let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
-        destination_records.push(DestinationRecord {
-            name: destination.name.clone(),
-            url: destination.url.clone(),
-            routes: destination.routes.clone(),
-            signing_secret: signing_secret.map(|secret| secret.expose().to_owned()),
-            headers: serde_json::json!(destination.headers),
-            timeout_ms: milliseconds(destination.timeout_seconds),
-            retry_schedule_ms: destination
-                .retry_schedule_seconds
-                .iter()
-                .map(|seconds| milliseconds(*seconds))
-                .collect(),
-            throttle_min_delay_ms: milliseconds(destination.throttle_min_delay_seconds),
-            max_concurrency: destination.max_concurrency as i32,
-            rate_limit_per_second: destination.rate_limit_per_second,
-            paused: destination.paused,
-            allow_private_networks: destination.allow_private_networks,
-            retry_client_errors: destination.retry_client_errors,
-            breaker_failure_threshold: destination.breaker_failure_threshold as i32,
-            breaker_cooldown_ms: milliseconds(destination.breaker_cooldown_seconds),
-        });
+        destination_records
+            .push(destination.to_record(signing_secret.map(|secret| secret.expose().to_owned())));
     }
     Ok((destination_routes, destination_records))
 }
