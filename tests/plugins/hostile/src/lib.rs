@@ -62,7 +62,7 @@ impl Plugin for Hostile {
                 }
             }
             "trap" => panic!("this plugin traps on purpose"),
-            "oversized-output" => one_event("x".repeat(8 << 20)),
+            "oversized-output" => one_event("x".repeat(3 << 19)),
             "invalid-output" => Outcome::Events(vec![Event {
                 id: "1".to_owned(),
                 source: "hostile".to_owned(),
