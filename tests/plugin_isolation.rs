@@ -8,21 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use wasmhook::plugins::{PluginCallError, PluginLimits, PluginOutcome};
-use wasmhook::signature::Secret;
+use wasmhook::plugins::{PluginCallError, PluginLimits};
 
-use support::{load_plugin, request, runtime, test_plugin_file};
-
-fn no_secrets() -> Arc<[Secret]> {
-    Arc::from(Vec::new())
-}
-
-fn events(outcome: PluginOutcome) -> Vec<wasmhook::events::NormalizedEvent> {
-    match outcome {
-        PluginOutcome::Events(events) => events,
-        other => panic!("expected events, got {other:?}"),
-    }
-}
+use support::{events, load_plugin, no_secrets, request, runtime, test_plugin_file};
 
 /// Each hostile behaviour fails alone with its own typed error, within twice the deadline,
 /// while a well-behaved plugin on the same runtime keeps answering.

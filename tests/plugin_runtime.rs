@@ -12,18 +12,7 @@ use wasmhook::plugins::{
 };
 use wasmhook::signature::{self, Secret, SignatureScheme, SignedRequest};
 
-use support::{load_plugin, plugin_file, request, runtime};
-
-fn no_secrets() -> Arc<[Secret]> {
-    Arc::from(Vec::new())
-}
-
-fn events(outcome: PluginOutcome) -> Vec<wasmhook::events::NormalizedEvent> {
-    match outcome {
-        PluginOutcome::Events(events) => events,
-        other => panic!("expected events, got {other:?}"),
-    }
-}
+use support::{events, load_plugin, no_secrets, plugin_file, request, runtime};
 
 #[tokio::test]
 async fn github_normalizes_every_octokit_example() {

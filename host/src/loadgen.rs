@@ -321,22 +321,26 @@ async fn run_load(
     })
 }
 
-/// `wasmhook bench ingest`: the host and the bare ceiling under the same load, printed as a
-/// Markdown table.
-pub async fn bench_ingest(
-    options: IngestBenchOptions,
-) -> anyhow::Result<Vec<(LoadReport, LoadReport)>> {
-    let body = Arc::new(
-        std::fs::read(&options.body_path)
-            .with_context(|| format!("reading {}", options.body_path.display()))?,
-    );
+/// The push payload and its GitHub signature under the bench secret (the same for every
+/// request: GitHub signs the body only).
+fn signed_push(options: &IngestBenchOptions) -> anyhow::Result<(Arc<Vec<u8>>, Arc<String>)> {
+    let body = std::fs::read(&options.body_path)
+        .with_context(|| format!("reading {}", options.body_path.display()))?;
     let scheme = SignatureScheme::BodyHmac {
         header: "x-hub-signature-256".into(),
         prefix: "sha256=".into(),
         encoding: MacEncoding::Hex,
     };
     let signed = signature::sign(&scheme, &Secret::new(BENCH_SECRET), &body, "", 0)?;
-    let signature_value = Arc::new(signed[0].1.clone());
+    Ok((Arc::new(body), Arc::new(signed[0].1.clone())))
+}
+
+/// `wasmhook bench ingest`: the host and the bare ceiling under the same load, printed as a
+/// Markdown table.
+pub async fn bench_ingest(
+    options: IngestBenchOptions,
+) -> anyhow::Result<Vec<(LoadReport, LoadReport)>> {
+    let (body, signature_value) = signed_push(&options)?;
 
     let probe = reqwest::Client::new();
     let host = start_host(&options, None)?;
@@ -423,17 +427,7 @@ struct Arrivals {
 /// `wasmhook bench e2e`: webhook in to receiver hit. A receiver on 127.0.0.1 answers 204 and
 /// timestamps each event's arrival; latency is from sending the webhook to its arrival.
 pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
-    let body = Arc::new(
-        std::fs::read(&options.body_path)
-            .with_context(|| format!("reading {}", options.body_path.display()))?,
-    );
-    let scheme = SignatureScheme::BodyHmac {
-        header: "x-hub-signature-256".into(),
-        prefix: "sha256=".into(),
-        encoding: MacEncoding::Hex,
-    };
-    let signed = signature::sign(&scheme, &Secret::new(BENCH_SECRET), &body, "", 0)?;
-    let signature_value = Arc::new(signed[0].1.clone());
+    let (body, signature_value) = signed_push(&options)?;
 
     let arrivals = Arc::new(std::sync::Mutex::new(Arrivals {
         prefix: String::new(),

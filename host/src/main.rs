@@ -111,42 +111,52 @@ enum Command {
     },
 }
 
+/// Options shared by the load generators.
+#[derive(clap::Args)]
+struct LoadOptions {
+    /// Concurrent connections; repeat for several runs.
+    #[arg(long = "connections", short = 'c', default_values_t = [64])]
+    connections: Vec<usize>,
+    /// Requests per run.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Unmeasured requests before each run.
+    #[arg(long, default_value_t = 2_000)]
+    warmup: usize,
+    #[arg(long, default_value = "target/plugins")]
+    plugins_dir: PathBuf,
+    /// The push payload to send.
+    #[arg(long, default_value = "tests/fixtures/github/push.json")]
+    body: PathBuf,
+    /// Use this database instead of an embedded one.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl From<LoadOptions> for wasmhook::loadgen::IngestBenchOptions {
+    fn from(options: LoadOptions) -> Self {
+        wasmhook::loadgen::IngestBenchOptions {
+            connections: options.connections,
+            requests: options.requests,
+            warmup_requests: options.warmup,
+            plugins_dir: options.plugins_dir,
+            body_path: options.body,
+            database_url: options.database_url,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Ingest throughput and latency: wasmhook against a bare axum ceiling, same load.
     Ingest {
-        /// Concurrent connections; repeat for several runs.
-        #[arg(long = "connections", short = 'c', default_values_t = [64])]
-        connections: Vec<usize>,
-        /// Requests per run.
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
-        /// Unmeasured requests before each run.
-        #[arg(long, default_value_t = 2_000)]
-        warmup: usize,
-        #[arg(long, default_value = "target/plugins")]
-        plugins_dir: PathBuf,
-        /// The push payload to send.
-        #[arg(long, default_value = "tests/fixtures/github/push.json")]
-        body: PathBuf,
-        /// Use this database instead of an embedded one.
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        load: LoadOptions,
     },
     /// End to end: webhooks in, deliveries out to a receiver on 127.0.0.1.
     E2e {
-        #[arg(long = "connections", short = 'c', default_values_t = [4, 64])]
-        connections: Vec<usize>,
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
-        #[arg(long, default_value_t = 2_000)]
-        warmup: usize,
-        #[arg(long, default_value = "target/plugins")]
-        plugins_dir: PathBuf,
-        #[arg(long, default_value = "tests/fixtures/github/push.json")]
-        body: PathBuf,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        load: LoadOptions,
     },
     /// The bare axum ceiling server used by `bench ingest`.
     #[command(hide = true)]
@@ -265,40 +275,12 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Bench { command } => match command {
-                BenchCommand::Ingest {
-                    connections,
-                    requests,
-                    warmup,
-                    plugins_dir,
-                    body,
-                    database_url,
-                } => wasmhook::loadgen::bench_ingest(wasmhook::loadgen::IngestBenchOptions {
-                    connections,
-                    requests,
-                    warmup_requests: warmup,
-                    plugins_dir,
-                    body_path: body,
-                    database_url,
-                })
-                .await
-                .map(|_| true),
-                BenchCommand::E2e {
-                    connections,
-                    requests,
-                    warmup,
-                    plugins_dir,
-                    body,
-                    database_url,
-                } => wasmhook::loadgen::bench_e2e(wasmhook::loadgen::IngestBenchOptions {
-                    connections,
-                    requests,
-                    warmup_requests: warmup,
-                    plugins_dir,
-                    body_path: body,
-                    database_url,
-                })
-                .await
-                .map(|()| true),
+                BenchCommand::Ingest { load } => wasmhook::loadgen::bench_ingest(load.into())
+                    .await
+                    .map(|_| true),
+                BenchCommand::E2e { load } => wasmhook::loadgen::bench_e2e(load.into())
+                    .await
+                    .map(|()| true),
                 BenchCommand::BareServer { listen } => {
                     wasmhook::loadgen::serve_bare(listen).await.map(|()| true)
                 }

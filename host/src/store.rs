@@ -647,18 +647,20 @@ pub enum DestinationChange {
     AlreadyExists,
 }
 
+async fn destination_exists(pool: &PgPool, name: &str) -> anyhow::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM destinations WHERE name = $1)")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .context("looking up the destination")
+}
+
 /// Creates a destination; refuses a name that exists.
 pub async fn create_destination(
     pool: &PgPool,
     record: &DestinationRecord,
 ) -> anyhow::Result<DestinationChange> {
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT name FROM destinations WHERE name = $1")
-            .bind(&record.name)
-            .fetch_optional(pool)
-            .await
-            .context("looking up the destination")?;
-    if existing.is_some() {
+    if destination_exists(pool, &record.name).await? {
         return Ok(DestinationChange::AlreadyExists);
     }
     upsert_destinations(pool, std::slice::from_ref(record)).await?;
@@ -670,13 +672,7 @@ pub async fn update_destination(
     pool: &PgPool,
     record: &DestinationRecord,
 ) -> anyhow::Result<DestinationChange> {
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT name FROM destinations WHERE name = $1")
-            .bind(&record.name)
-            .fetch_optional(pool)
-            .await
-            .context("looking up the destination")?;
-    if existing.is_none() {
+    if !destination_exists(pool, &record.name).await? {
         return Ok(DestinationChange::NotFound);
     }
     upsert_destinations(pool, std::slice::from_ref(record)).await?;

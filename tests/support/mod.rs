@@ -87,3 +87,16 @@ pub fn request(
         config: config.to_owned(),
     }
 }
+
+/// No source secrets, for plugin calls that do not use the HMAC imports.
+pub fn no_secrets() -> Arc<[wasmhook::signature::Secret]> {
+    Arc::from(Vec::new())
+}
+
+/// The events of an outcome; anything else fails the test.
+pub fn events(outcome: wasmhook::plugins::PluginOutcome) -> Vec<wasmhook::events::NormalizedEvent> {
+    match outcome {
+        wasmhook::plugins::PluginOutcome::Events(events) => events,
+        other => panic!("expected events, got {other:?}"),
+    }
+}
