@@ -93,8 +93,8 @@ async fn wait_until_serving(client: &reqwest::Client, address: SocketAddr) -> an
     bail!("the server at {address} did not start within two minutes")
 }
 
-/// Starts `wasmhook serve`; deliveries go to `receiver` when given (else to a sink address
-/// that is refused without a connection, so ingest is measured alone).
+/// Starts `wasmhook serve`; deliveries go to `receiver` when given, else the host runs without
+/// its worker so that ingest is measured alone.
 fn start_host(
     options: &IngestBenchOptions,
     receiver: Option<SocketAddr>,
@@ -133,9 +133,13 @@ secrets = ["{BENCH_SECRET}"]
     );
     let config_path = workspace.path().join("wasmhook.toml");
     std::fs::write(&config_path, config).context("writing the bench configuration")?;
-    let child = Command::new(std::env::current_exe().context("finding this executable")?)
-        .args(["serve", "--config"])
-        .arg(&config_path)
+    let mut command = Command::new(std::env::current_exe().context("finding this executable")?);
+    command.args(["serve", "--config"]).arg(&config_path);
+    if receiver.is_none() {
+        // Ingest is measured alone: the jobs are still written, but nobody delivers them.
+        command.arg("--no-worker");
+    }
+    let child = command
         .env("WASMHOOK_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
