@@ -563,3 +563,42 @@ async fn the_send_command_posts_a_correctly_signed_webhook() {
     assert!(stdout.contains("\"accepted\""), "{stdout}");
     assert_eq!(app.counts().await.events, 1);
 }
+
+/// A client that trickles its headers is disconnected after the header timeout, while other
+/// clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_client_is_disconnected_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(SOURCES).await;
+    let address = app.base_url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /webhooks/limited HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for round in 0..40 {
+        // One more header byte every 100 ms: never a complete request.
+        if slow.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        if round == 3 {
+            let response = app.post("limited", &[], r#"{"while":"slow"}"#).await;
+            assert_eq!(response.status(), StatusCode::ACCEPTED, "others are served");
+        }
+        let mut buffer = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    assert!(closed, "the slow client was disconnected");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "within the 1 s header timeout (and some slack)"
+    );
+}

@@ -17,10 +17,10 @@ use support::{events, load_plugin, no_secrets, request, runtime, test_plugin_fil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_plugins_fail_alone_while_others_keep_answering() {
     let runtime = runtime();
-    // 8 MiB is plenty for the well-behaved paths and keeps the memory grab (which fills every
+    // 4 MiB is plenty for the well-behaved paths and keeps the memory grab (which fills every
     // page it gets) quick even on a loaded machine; the oversized output is 1.5 MiB.
     let limits = PluginLimits {
-        max_memory_bytes: 8 << 20,
+        max_memory_bytes: 4 << 20,
         max_output_bytes: 1 << 20,
         ..PluginLimits::default()
     };

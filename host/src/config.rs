@@ -38,6 +38,7 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub header_read_timeout_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

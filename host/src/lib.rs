@@ -9,6 +9,7 @@ pub mod embedded_postgres;
 pub mod events;
 pub mod health;
 pub mod http_error;
+pub mod http_server;
 pub mod ingest;
 pub mod ingest_queue;
 pub mod loadgen;

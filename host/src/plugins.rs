@@ -928,7 +928,9 @@ struct CallUsage {
 }
 
 fn describe_trap(error: &wasmtime::Error, stderr: &CapturedOutput) -> String {
-    let mut cause = format!("{error:?}");
+    // The alternate display carries the cause chain with the wasm backtrace; the debug form
+    // would add the host's own native backtrace (slow to symbolize, useless to plugin authors).
+    let mut cause = format!("{error:#}");
     let guest_stderr = stderr.text();
     let guest_stderr = guest_stderr.trim();
     if !guest_stderr.is_empty() {

@@ -64,7 +64,7 @@ pub struct RunningServer {
     pub address: SocketAddr,
     pub pool: PgPool,
     shutdown: Option<oneshot::Sender<()>>,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    serving: tokio::task::JoinHandle<()>,
     worker: Option<WorkerHandle>,
     /// Background tasks that loop until aborted (retention, the destination refresher).
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -100,10 +100,7 @@ impl RunningServer {
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
-        self.serving
-            .await
-            .context("the HTTP server task failed")?
-            .context("serving HTTP")?;
+        self.serving.await.context("the HTTP server task failed")?;
         self.pool.close().await;
         if let Some(cluster) = self.embedded {
             tokio::task::spawn_blocking(move || cluster.stop())
@@ -257,12 +254,12 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             }
         }));
     }
+    let header_read_timeout = Duration::from_secs(config.server.header_read_timeout_seconds);
     let serving = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_requested.await;
-            })
-            .await
+        crate::http_server::serve(listener, router, header_read_timeout, async move {
+            let _ = shutdown_requested.await;
+        })
+        .await;
     });
     Ok(RunningServer {
         address,

@@ -38,6 +38,7 @@ fn full_config(database_url: &str, plugins_dir: &Path, sources_and_more: &str) -
         r#"
 [server]
 listen = "127.0.0.1:0"
+header_read_timeout_seconds = 1
 [database]
 url = "{database_url}"
 max_connections = 8
