@@ -14,7 +14,7 @@ OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
 
 WASMHOOK := $(CARGO_TARGET_DIR)/release/wasmhook
 
-.PHONY: all toolchain python-deps postgres plugins test-plugins fixtures fmt-check lint test release run send bench clean
+.PHONY: all toolchain python-deps postgres api-fuzz plugins test-plugins fixtures fmt-check lint test release run send bench clean
 
 all: plugins
 
@@ -33,6 +33,8 @@ postgres:
 python-deps:
 	@python3 -c "import standardwebhooks" 2>/dev/null \
 		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore standardwebhooks==1.1.0
+	@command -v schemathesis >/dev/null 2>&1 \
+		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis==4.32.5
 
 # One component per plugin at target/plugins/<name>.wasm.
 plugins: toolchain
@@ -66,6 +68,12 @@ lint: toolchain
 # Every check: formatting, lints with warnings denied, and every test.
 test: fmt-check lint postgres python-deps plugins test-plugins fixtures
 	cargo test --workspace
+	scripts/api-fuzz.sh
+
+# Schemathesis against the admin API of a real host (also part of `make test`).
+api-fuzz: postgres python-deps plugins
+	cargo build -p wasmhook
+	scripts/api-fuzz.sh
 
 release:
 	cargo build --release -p wasmhook

@@ -67,6 +67,7 @@ impl AdminState {
     ),
     components(schemas(
         DestinationView,
+        DestinationConfig,
         store::DestinationStats,
         EventPage,
         store::EventSummary,
@@ -275,7 +276,7 @@ async fn list_destinations(
 }
 
 #[utoipa::path(post, path = "/admin/v1/destinations", tag = "destinations",
-    request_body(content = Object, description = "Every key of a `[[destinations]]` entry in the config; `secret` is generated when absent."),
+    request_body(content = DestinationConfig, description = "Every key of a `[[destinations]]` entry in the config; `secret` is generated when absent."),
     responses((status = 201, body = DestinationView), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_destination(
@@ -321,7 +322,7 @@ async fn get_destination(
 
 #[utoipa::path(put, path = "/admin/v1/destinations/{name}", tag = "destinations",
     params(("name" = String, Path)),
-    request_body(content = Object, description = "The destination's settings; a `secret` replaces the signing secret."),
+    request_body(content = DestinationConfig, description = "The destination's settings; a `secret` replaces the signing secret."),
     responses((status = 200, body = DestinationView), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn update_destination(

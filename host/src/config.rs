@@ -144,11 +144,13 @@ pub struct SourceConfig {
     pub limits: LimitOverrides,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     pub name: String,
     pub url: String,
+    /// The Standard Webhooks signing secret (`whsec_…`); generated when absent.
+    #[schema(value_type = Option<String>)]
     pub secret: Option<SecretReference>,
     #[serde(default)]
     pub routes: Vec<String>,

@@ -45,6 +45,7 @@ impl EmbeddedPostgres {
         }
         if let Some(user) = &run_as {
             // The server's user must reach the directory and own its socket directory.
+            check_ancestors_searchable(&dir)?;
             make_traversable(&dir)?;
             nix::unistd::chown(&socket_dir, Some(user.uid), Some(user.gid)).with_context(|| {
                 format!("handing {} to the postgres user", socket_dir.display())
@@ -206,6 +207,25 @@ fn make_traversable(dir: &Path) -> anyhow::Result<()> {
     permissions.set_mode(permissions.mode() | 0o711);
     std::fs::set_permissions(dir, permissions)
         .with_context(|| format!("making {} traversable", dir.display()))
+}
+
+/// Fails clearly when a directory above `dir` keeps other users out, since the server runs as
+/// another user and could not reach its data.
+fn check_ancestors_searchable(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(metadata) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o001 == 0 {
+            bail!(
+                "the postgres user cannot reach {}: {} is not searchable by other users (chmod o+x it, or choose another data_dir)",
+                dir.display(),
+                ancestor.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// When running as root, the user PostgreSQL runs as.
