@@ -72,10 +72,6 @@ impl EmbeddedPostgres {
         &self.socket_dir
     }
 
-    pub fn port(&self) -> u16 {
-        PORT
-    }
-
     /// A URL for `database` on this cluster, as the superuser `postgres`.
     pub fn url(&self, database: &str) -> String {
         format!(

@@ -387,14 +387,6 @@ pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64>
         .context("replaying jobs")
 }
 
-/// Job counts by state, for tests and the admin API.
-pub async fn job_states(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
-    sqlx::query_as("SELECT state, count(*) FROM delivery_jobs GROUP BY state ORDER BY state")
-        .fetch_all(pool)
-        .await
-        .context("counting jobs by state")
-}
-
 /// Jobs by state (the not-yet-finished ones and the dead) and the age of the oldest due job.
 pub async fn queue_gauges(pool: &PgPool) -> anyhow::Result<(Vec<(String, i64)>, Option<Duration>)> {
     let states: Vec<(String, i64)> = sqlx::query_as(

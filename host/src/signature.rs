@@ -366,15 +366,6 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// The HMAC key for a secret under a scheme: the base64-decoded `whsec_` payload for Standard
-/// Webhooks, the secret's UTF-8 bytes for everything else.
-pub fn hmac_key(scheme: &SignatureScheme, secret: &Secret) -> Result<Vec<u8>, SignatureError> {
-    match scheme {
-        SignatureScheme::StandardWebhooks => secret.standard_webhooks_key(),
-        _ => Ok(secret.expose().as_bytes().to_vec()),
-    }
-}
-
 /// Signs a request the way a platform using `scheme` would, returning the headers to send.
 /// Used by the outbound signer, the `send` command and the load generator.
 pub fn sign(
