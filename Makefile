@@ -3,6 +3,7 @@
 # Compiled artifacts live outside the checkout so that clean checkouts (CI) reuse them; the
 # built plugin components are copied into ./target/plugins, where the host looks for them.
 
+SHELL := /bin/bash
 CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmhook/target
 export CARGO_TARGET_DIR
 
@@ -67,8 +68,9 @@ lint: toolchain
 
 # Every check: formatting, lints with warnings denied, and every test.
 test: fmt-check lint postgres python-deps plugins test-plugins fixtures
-	cargo test --workspace
+	set -o pipefail; cargo test --workspace 2>&1 | tee target/test-output.log
 	scripts/api-fuzz.sh
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' target/test-output.log
 
 # Schemathesis against the admin API of a real host (also part of `make test`).
 api-fuzz: postgres python-deps plugins
