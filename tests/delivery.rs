@@ -279,9 +279,10 @@ async fn a_job_dies_after_the_last_attempt_and_replay_delivers_it() {
     );
     assert_eq!(
         wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await,
-        1,
-        "a replay starts a fresh set of attempts"
+        5,
+        "a replay restarts the schedule; attempt numbers keep counting"
     );
+    assert_eq!(receiver.requests().len(), 5);
 }
 
 #[tokio::test]
@@ -616,5 +617,38 @@ async fn a_destination_rate_limit_spreads_deliveries_out() {
     assert!(
         span >= Duration::from_millis(1800),
         "12 deliveries took only {span:?}"
+    );
+}
+
+/// A breaker whose cool-down ends while nothing is due must still let the next job probe.
+#[tokio::test]
+async fn a_breaker_that_cools_down_with_nothing_due_still_probes_later_jobs() {
+    let receiver = Receiver::start(
+        vec![Reply::Status(500), Reply::Status(500)],
+        Reply::Status(200),
+    )
+    .await;
+    let app = TestApp::spawn(&format!(
+        "{}{}",
+        source(),
+        destination(
+            "d",
+            &receiver,
+            "breaker_failure_threshold = 2\nbreaker_cooldown_seconds = 0.3\nmax_concurrency = 1"
+        )
+        .replace(
+            "retry_schedule_seconds = [0, 0.05, 0.05, 0.05]",
+            "retry_schedule_seconds = [0, 0.05]"
+        )
+    ))
+    .await;
+    let first = post_event(&app, 1).await;
+    wait_for_job_state(&app, first, "dead", Duration::from_secs(10)).await;
+    // The breaker opened; its cool-down passes with no job due.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = post_event(&app, 2).await;
+    assert_eq!(
+        wait_for_job_state(&app, later, "delivered", Duration::from_secs(10)).await,
+        1
     );
 }

@@ -62,13 +62,33 @@ pub fn is_private_address(address: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..=127).contains(&b))
+                || (a == 198 && (18..=19).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private_address(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address inside: judge
+            // that address.
+            let embedded = |high: u16, low: u16| {
+                is_private_address(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (high >> 8) as u8,
+                    high as u8,
+                    (low >> 8) as u8,
+                    low as u8,
+                )))
+            };
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(segments[6], segments[7]);
+            }
+            if segments[0] == 0x2002 {
+                return embedded(segments[1], segments[2]);
+            }
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -125,7 +145,8 @@ impl Deliverer {
                     .pool_max_idle_per_host(destination.max_concurrency)
                     .pool_idle_timeout(Duration::from_secs(90));
                 if !destination.allow_private_networks {
-                    builder = builder.dns_resolver(Arc::new(GuardedResolver));
+                    // A proxy would resolve the destination itself, past the guard.
+                    builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
                 }
                 builder
                     .build()
@@ -334,6 +355,12 @@ mod tests {
             ("fe80::1", true),
             ("fd00::1", true),
             ("::ffff:127.0.0.1", true),
+            ("64:ff9b::a00:1", true),
+            ("64:ff9b::5db8:d822", false),
+            ("2002:7f00:1::", true),
+            ("198.18.0.1", true),
+            ("192.0.0.8", true),
+            ("240.0.0.1", true),
             ("93.184.216.34", false),
             ("8.8.8.8", false),
             ("2606:4700::1111", false),

@@ -1297,6 +1297,23 @@ fn event_from_wit(
     event: wit::Event,
     received_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<NormalizedEvent, String> {
+    // PostgreSQL text cannot hold NUL; refusing it here keeps one bad event from failing the
+    // whole group-commit transaction it would share with other requests.
+    let texts = [
+        &event.id,
+        &event.source,
+        &event.type_,
+        &event.time,
+        &event.data,
+    ]
+    .into_iter()
+    .chain(event.subject.as_ref())
+    .chain(event.route_keys.iter());
+    for text in texts {
+        if text.contains('\0') {
+            return Err("a field contains a NUL character".to_owned());
+        }
+    }
     if event.id.trim().is_empty() {
         return Err("the id is empty".to_owned());
     }

@@ -101,6 +101,8 @@ pub async fn load_destinations(
 pub struct ClaimedJob {
     pub job_id: Uuid,
     pub attempt: i32,
+    /// Attempts made before the last replay; the retry schedule counts from here.
+    pub attempt_base: i32,
     pub destination_name: String,
     pub event: NormalizedEvent,
 }
@@ -109,6 +111,7 @@ pub struct ClaimedJob {
 struct ClaimedRow {
     id: Uuid,
     attempt: i32,
+    attempt_base: i32,
     event_id: String,
     event_source: String,
     event_type: String,
@@ -142,9 +145,9 @@ pub async fn claim(
              SET state = 'running', attempt = j.attempt + 1,
                  lease_expires_at = now() + $3 * interval '1 millisecond'
              FROM claimable WHERE j.id = claimable.id
-             RETURNING j.id, j.attempt, j.event_row_id
+             RETURNING j.id, j.attempt, j.attempt_base, j.event_row_id
          )
-         SELECT c.id, c.attempt, e.event_id, e.event_source, e.event_type, e.subject, e.time,
+         SELECT c.id, c.attempt, c.attempt_base, e.event_id, e.event_source, e.event_type, e.subject, e.time,
                 e.data, e.route_keys
          FROM claimed c JOIN events e ON e.id = c.event_row_id",
     )
@@ -160,6 +163,7 @@ pub async fn claim(
         .map(|row| ClaimedJob {
             job_id: row.id,
             attempt: row.attempt,
+            attempt_base: row.attempt_base,
             destination_name: destination_name.to_owned(),
             event: NormalizedEvent {
                 id: row.event_id,
@@ -224,8 +228,11 @@ pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Resu
     sqlx::query(
         "INSERT INTO delivery_attempts
              (id, job_id, attempt, started_at, duration_ms, status_code, response_body, error, outcome)
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[],
-                              $6::int[], $7::text[], $8::text[], $9::text[])",
+         SELECT a.* FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[],
+                                $6::int[], $7::text[], $8::text[], $9::text[])
+              AS a (id, job_id, attempt, started_at, duration_ms, status_code, response_body, error, outcome)
+         -- A job deleted meanwhile (its destination was removed) must not fail the batch.
+         WHERE EXISTS (SELECT 1 FROM delivery_jobs j WHERE j.id = a.job_id)",
     )
     .bind(finished.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.job_id).collect::<Vec<_>>())
@@ -369,12 +376,15 @@ pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Resul
         .context("counting jobs to replay")
 }
 
-/// Makes the matching finished jobs due again with a fresh set of attempts.
+/// Makes the matching finished jobs due again with a fresh set of attempts (the schedule
+/// starts over; attempt numbers keep counting).
 pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
     let sql = format!(
         "WITH matching AS (SELECT j.id {REPLAY_MATCH})
          , replayed AS (
-             UPDATE delivery_jobs SET state = 'due', attempt = 0, next_attempt_at = now(),
+             -- The attempt number keeps growing, so a late finish of an attempt from before
+             -- the replay can never match; the schedule restarts from `attempt_base`.
+             UPDATE delivery_jobs SET state = 'due', attempt_base = attempt, next_attempt_at = now(),
                  lease_expires_at = NULL, finished_at = NULL
              FROM matching WHERE delivery_jobs.id = matching.id
              RETURNING 1

@@ -72,6 +72,7 @@ pub async fn replay_quarantined(
             Err(error) => QuarantineReplay::StillFailing(error.to_string()),
             Ok(report) => match report.outcome {
                 PluginOutcome::Events(events) if !events.is_empty() => {
+                    let request_id = raw.id;
                     let mut raw = raw.clone();
                     raw.plugin = source.plugin.label().to_owned();
                     let write = IngestWrite::Events {
@@ -86,7 +87,12 @@ pub async fn replay_quarantined(
                     )
                     .await
                     .context("storing the replayed events")?;
-                    QuarantineReplay::Stored(stored.into_iter().next().context("one outcome")?)
+                    let outcome = stored.into_iter().next().context("one outcome")?;
+                    if matches!(outcome, IngestOutcome::Duplicate { .. }) {
+                        // Its events were stored meanwhile; the request is handled.
+                        store::mark_request_accepted(pool, request_id).await?;
+                    }
+                    QuarantineReplay::Stored(outcome)
                 }
                 PluginOutcome::Events(_) => {
                     QuarantineReplay::NotStored("the plugin produced no events".to_owned())

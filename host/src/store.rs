@@ -434,8 +434,11 @@ async fn write_batch_inner(
     if !job_rows.is_empty() {
         sqlx::query(
             "INSERT INTO delivery_jobs (id, event_row_id, destination_name, next_attempt_at, created_at)
-             SELECT id, event_row_id, destination_name, $4, $4
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS j (id, event_row_id, destination_name)",
+             SELECT j.id, j.event_row_id, j.destination_name, $4, $4
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS j (id, event_row_id, destination_name)
+             -- A destination deleted since the routes were last refreshed gets no job, rather
+             -- than failing every request in the batch.
+             WHERE EXISTS (SELECT 1 FROM destinations d WHERE d.name = j.destination_name)",
         )
         .bind(job_rows.iter().map(|j| j.0).collect::<Vec<_>>())
         .bind(job_rows.iter().map(|j| j.1).collect::<Vec<_>>())
@@ -588,6 +591,16 @@ pub async fn delete_expired_batch(
         attempts,
         dedupe_keys,
     })
+}
+
+/// Marks a quarantined request as handled (its events turned out to be duplicates on replay).
+pub async fn mark_request_accepted(pool: &PgPool, request_id: Uuid) -> anyhow::Result<()> {
+    sqlx::query("UPDATE raw_requests SET status = 'accepted', error = NULL WHERE id = $1")
+        .bind(request_id)
+        .execute(pool)
+        .await
+        .context("marking the request accepted")?;
+    Ok(())
 }
 
 /// Counts used by tests and the admin API: rows per table.

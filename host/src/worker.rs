@@ -12,6 +12,8 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
+use tracing::Instrument;
+
 use crate::delivery::{Deliverer, Destination};
 use crate::metrics;
 use crate::queue::{self, ClaimedJob, FinishedAttempt, JobState};
@@ -110,6 +112,17 @@ impl DestinationState {
         claimable
     }
 
+    /// After a claim: a half-open breaker whose probe did not start (no due job, no token, a
+    /// failed claim, other deliveries still in flight) goes back to open with an expired
+    /// cool-down, so the next round tries the probe again instead of waiting forever.
+    fn probe_claimed(&mut self, claimed: usize) {
+        if matches!(self.breaker, BreakerState::HalfOpen) && claimed == 0 {
+            self.breaker = BreakerState::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+
     /// Counts an outcome against the breaker; when the breaker changes, returns whether it
     /// opened and a log line.
     fn record(
@@ -149,7 +162,18 @@ impl DestinationState {
                     None
                 }
             }
-            AttemptOutcome::Failed => None,
+            // A 4xx means the receiver is up: a probe that gets one closes the breaker.
+            AttemptOutcome::Failed => {
+                if matches!(self.breaker, BreakerState::Closed) {
+                    return None;
+                }
+                self.consecutive_failures = 0;
+                self.breaker = BreakerState::Closed;
+                Some((
+                    false,
+                    "circuit breaker closed: the receiver answered the probe".to_owned(),
+                ))
+            }
         }
     }
 }
@@ -235,9 +259,17 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
                 Ok(jobs) => jobs,
                 Err(error) => {
                     tracing::warn!(destination = %destination.name, "cannot claim jobs: {error:#}");
-                    continue;
+                    Vec::new()
                 }
             };
+            if let Some(state) = shared
+                .states
+                .lock()
+                .expect("worker state lock poisoned")
+                .get_mut(&destination.name)
+            {
+                state.probe_claimed(jobs.len());
+            }
             claimed_any |= !jobs.is_empty();
             for job in jobs {
                 let permit = {
@@ -321,7 +353,12 @@ async fn deliver_one(shared: &Shared, destination: &Destination, job: ClaimedJob
         event_id = %job.event.id,
         attempt = job.attempt
     );
-    let _entered = span.enter();
+    deliver_one_in_span(shared, destination, job)
+        .instrument(span)
+        .await
+}
+
+async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: ClaimedJob) {
     let started_at = chrono::Utc::now();
     let body = job.event.to_cloudevent_json();
     let record = shared
@@ -361,7 +398,7 @@ async fn deliver_one(shared: &Shared, destination: &Destination, job: ClaimedJob
             let jitter = fastrand::f64() * 2.0 - 1.0;
             match crate::retry::next_step(
                 &destination.retry_policy,
-                job.attempt.max(0) as u32,
+                (job.attempt - job.attempt_base).max(0) as u32,
                 *retry_after,
                 *throttled,
                 jitter,
