@@ -28,12 +28,22 @@ use crate::store::{IngestOutcome, IngestWrite, RawRequest};
 /// One configured source, ready to take requests.
 pub struct SourceRuntime {
     pub name: String,
-    pub plugin: Arc<Plugin>,
-    pub settings: SourceSettings,
+    pub plugin_name: String,
+    pub limits: crate::plugins::PluginLimits,
+    /// The plugin version serving this source, swapped whole when another is activated;
+    /// a request keeps the version it started with.
+    pub active: arc_swap::ArcSwap<ActivePlugin>,
     pub secrets: Arc<[Secret]>,
     pub config: String,
     pub signature_tolerance_seconds: i64,
     pub rate_limiter: Option<Mutex<TokenBucket>>,
+}
+
+/// A loaded plugin version and what it made of the source's configuration.
+pub struct ActivePlugin {
+    pub plugin: Plugin,
+    pub settings: SourceSettings,
+    pub version_id: uuid::Uuid,
 }
 
 /// A destination's name and compiled routes.
@@ -122,8 +132,9 @@ async fn handle_webhook(
             )
         })
         .collect();
+    let active = source.active.load_full();
     signature::verify(
-        &source.settings.signature,
+        &active.settings.signature,
         SignedRequest {
             headers: &header_pairs,
             body: &body,
@@ -144,7 +155,7 @@ async fn handle_webhook(
         query: query.unwrap_or_default(),
         headers: header_pairs,
         body,
-        plugin: source.plugin.label().to_owned(),
+        plugin: active.plugin.label().to_owned(),
     };
     let plugin_request = PluginRequest {
         request_id: request_id.to_string(),
@@ -157,7 +168,7 @@ async fn handle_webhook(
         source_name: source.name.clone(),
         config: source.config.clone(),
     };
-    let write = match source
+    let write = match active
         .plugin
         .handle(plugin_request, source.secrets.clone())
         .await

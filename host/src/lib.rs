@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod embedded_postgres;
 pub mod events;
 pub mod health;
+pub mod hot_reload;
 pub mod http_error;
 pub mod http_server;
 pub mod ingest;

@@ -39,7 +39,7 @@ pub async fn replay_quarantined(
         pool_memory_bytes: config.plugins.pool_memory_bytes,
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
-    let sources = crate::server::build_sources(config, &runtime).await?;
+    let sources = crate::server::build_sources(config, &runtime, pool).await?;
     let (destinations, _) = crate::server::build_destinations(config)?;
     let mut results = Vec::with_capacity(requests.len());
     for raw in requests {
@@ -64,7 +64,8 @@ pub async fn replay_quarantined(
             source_name: raw.source_name.clone(),
             config: source.config.clone(),
         };
-        let outcome = match source
+        let active = source.active.load_full();
+        let outcome = match active
             .plugin
             .handle(plugin_request, source.secrets.clone())
             .await
@@ -74,7 +75,7 @@ pub async fn replay_quarantined(
                 PluginOutcome::Events(events) if !events.is_empty() => {
                     let request_id = raw.id;
                     let mut raw = raw.clone();
-                    raw.plugin = source.plugin.label().to_owned();
+                    raw.plugin = active.plugin.label().to_owned();
                     let write = IngestWrite::Events {
                         raw,
                         events: route_events(&destinations, events),

@@ -141,7 +141,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
 
-    let sources = build_sources(&config, &runtime).await?;
+    let sources = build_sources(&config, &runtime, &database.pool).await?;
     let (destination_routes, destination_records) = build_destinations(&config)?;
     let generated = store::upsert_destinations(&database.pool, &destination_records).await?;
     for (name, secret) in generated {
@@ -179,6 +179,8 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             }
         })
     };
+    let swapper =
+        crate::hot_reload::start_swapper(database.pool.clone(), runtime.clone(), state.clone());
     let health = crate::health::router(Arc::new(crate::health::HealthState {
         pool: database.pool.clone(),
         plugins_loaded: state.sources.len(),
@@ -246,7 +248,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!("wasmhook is listening on http://{address}");
     let (shutdown, shutdown_requested) = oneshot::channel::<()>();
-    let mut background = vec![retention, refresher];
+    let mut background = vec![retention, refresher, swapper];
     if let Some((listener, admin)) = admin_listener {
         background.push(tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, admin).await {
@@ -277,23 +279,30 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
 pub async fn build_sources(
     config: &Config,
     runtime: &Arc<PluginRuntime>,
+    pool: &PgPool,
 ) -> anyhow::Result<HashMap<String, SourceRuntime>> {
+    crate::hot_reload::register_directory_plugins(config, runtime, pool).await?;
     let mut sources = HashMap::new();
     for (index, source) in config.sources.iter().enumerate() {
-        let path = config.plugins.dir.join(format!("{}.wasm", source.plugin));
-        let plugin = runtime
-            .load_file(&path, source.limits(&config.plugins.limits))
+        let limits = source.limits(&config.plugins.limits);
+        let version_id = crate::hot_reload::active_version(pool, &source.plugin)
             .await
-            .with_context(|| {
-                format!(
-                    "sources[{index}] ({}): loading plugin {}",
-                    source.name, source.plugin
-                )
-            })?;
-        let settings = plugin
-            .configure(&source.config)
-            .await
-            .with_context(|| format!("sources[{index}] ({}): config", source.name))?;
+            .with_context(|| format!("sources[{index}] ({})", source.name))?;
+        let active = crate::hot_reload::load_for_source(
+            runtime,
+            pool,
+            &source.plugin,
+            version_id,
+            limits.clone(),
+            &source.config,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "sources[{index}] ({}): plugin {}",
+                source.name, source.plugin
+            )
+        })?;
         let secrets = source
             .secrets
             .iter()
@@ -306,7 +315,7 @@ pub async fn build_sources(
             .collect::<anyhow::Result<Vec<_>>>()?;
         tracing::info!(
             source = %source.name,
-            plugin = %plugin.label(),
+            plugin = %active.plugin.label(),
             "source ready at POST /webhooks/{}",
             source.name
         );
@@ -314,8 +323,9 @@ pub async fn build_sources(
             source.name.clone(),
             SourceRuntime {
                 name: source.name.clone(),
-                plugin: Arc::new(plugin),
-                settings,
+                plugin_name: source.plugin.clone(),
+                limits,
+                active: arc_swap::ArcSwap::from_pointee(active),
                 secrets: secrets.into(),
                 config: source.config.clone(),
                 signature_tolerance_seconds: source

@@ -1,0 +1,181 @@
+//! Hot-loading plugins. Plugin versions live in PostgreSQL, so every host process runs the same
+//! ones. At start, a plugin file that is new or changed in the plugins directory becomes the
+//! active version. While running, a swapper follows the active versions (woken by `NOTIFY
+//! wasmhook_plugins`, with a one-second poll as a fallback): it compiles the new version off
+//! the request path, checks it against each source's configuration, then swaps it in
+//! atomically. Requests already running finish on the version they started with.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::ingest::{ActivePlugin, IngestState};
+use crate::plugins::{PluginLimits, PluginRuntime};
+use crate::store;
+
+/// Registers the plugin files the sources use as versions, and activates each one whose
+/// content differs from the active version (or that has none).
+pub async fn register_directory_plugins(
+    config: &Config,
+    runtime: &Arc<PluginRuntime>,
+    pool: &PgPool,
+) -> anyhow::Result<()> {
+    let names: BTreeSet<&str> = config
+        .sources
+        .iter()
+        .map(|source| source.plugin.as_str())
+        .collect();
+    let active: HashMap<String, String> = store::active_plugin_versions(pool)
+        .await?
+        .into_iter()
+        .map(|(name, _, hash)| (name, hash))
+        .collect();
+    for name in names {
+        let path = config.plugins.dir.join(format!("{name}.wasm"));
+        if !path.exists() {
+            // The database may hold an uploaded version; the sources report it if not.
+            continue;
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let plugin = runtime
+            .load_bytes(&path.display().to_string(), &bytes, PluginLimits::default())
+            .await?;
+        let manifest = serde_json::to_value(plugin.manifest()).context("encoding the manifest")?;
+        let version_id =
+            store::register_plugin_version(pool, name, plugin.content_hash(), &bytes, &manifest)
+                .await?;
+        if active.get(name).map(String::as_str) != Some(plugin.content_hash()) {
+            store::activate_plugin_version(pool, name, version_id).await?;
+            tracing::info!(
+                plugin = name,
+                version = %plugin.label(),
+                content_sha256 = plugin.content_hash(),
+                "activated the plugin file {}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Loads one version of a plugin for one source: its limits, checked against its config.
+pub async fn load_for_source(
+    runtime: &Arc<PluginRuntime>,
+    pool: &PgPool,
+    plugin_name: &str,
+    version_id: Uuid,
+    limits: PluginLimits,
+    source_config: &str,
+) -> anyhow::Result<ActivePlugin> {
+    let bytes = store::plugin_component(pool, version_id).await?;
+    let plugin = runtime
+        .load_bytes(
+            &format!("{plugin_name} version {version_id}"),
+            &bytes,
+            limits,
+        )
+        .await?;
+    let settings = plugin
+        .configure(source_config)
+        .await
+        .context("the source's config")?;
+    Ok(ActivePlugin {
+        plugin,
+        settings,
+        version_id,
+    })
+}
+
+/// The active version id of `plugin_name`.
+pub async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<Uuid> {
+    store::active_plugin_versions(pool)
+        .await?
+        .into_iter()
+        .find(|(name, _, _)| name == plugin_name)
+        .map(|(_, id, _)| id)
+        .with_context(|| {
+            format!("plugin {plugin_name:?} has no file in the plugins directory and no uploaded version")
+        })
+}
+
+/// Follows the active versions and swaps them into the sources until aborted.
+pub fn start_swapper(
+    pool: PgPool,
+    runtime: Arc<PluginRuntime>,
+    state: Arc<IngestState>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => listener
+                .listen("wasmhook_plugins")
+                .await
+                .ok()
+                .map(|()| listener),
+            Err(_) => None,
+        };
+        // Versions that failed for a source are not retried every second.
+        let mut refused: HashSet<(String, Uuid)> = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = async {
+                    match listener.as_mut() {
+                        Some(listener) => { let _ = listener.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+            let active = match store::active_plugin_versions(&pool).await {
+                Ok(active) => active,
+                Err(error) => {
+                    tracing::warn!("cannot read the active plugin versions: {error:#}");
+                    continue;
+                }
+            };
+            for source in state.sources.values() {
+                let Some((_, version_id, _)) = active
+                    .iter()
+                    .find(|(name, _, _)| *name == source.plugin_name)
+                else {
+                    continue;
+                };
+                if source.active.load().version_id == *version_id
+                    || refused.contains(&(source.name.clone(), *version_id))
+                {
+                    continue;
+                }
+                match load_for_source(
+                    &runtime,
+                    &pool,
+                    &source.plugin_name,
+                    *version_id,
+                    source.limits.clone(),
+                    &source.config,
+                )
+                .await
+                {
+                    Ok(loaded) => {
+                        tracing::info!(
+                            source = %source.name,
+                            plugin = %loaded.plugin.label(),
+                            "swapped in plugin version {version_id}"
+                        );
+                        source.active.store(Arc::new(loaded));
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            source = %source.name,
+                            "keeping the current plugin: version {version_id} cannot serve this source: {error:#}"
+                        );
+                        refused.insert((source.name.clone(), *version_id));
+                    }
+                }
+            }
+        }
+    })
+}
