@@ -435,5 +435,5 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
             );
         }
     }
-    assert_eq!(operations, 10, "every admin operation is documented");
+    assert_eq!(operations, 14, "every admin operation is documented");
 }

@@ -30,14 +30,22 @@ pub struct AdminState {
     pub token_digest: [u8; 32],
     /// The ingest routes of this process, refreshed at once after a destination changes.
     pub ingest: Option<Arc<IngestState>>,
+    /// Compiles and checks uploaded plugins.
+    pub runtime: Arc<crate::plugins::PluginRuntime>,
 }
 
 impl AdminState {
-    pub fn new(pool: PgPool, token: &str, ingest: Option<Arc<IngestState>>) -> AdminState {
+    pub fn new(
+        pool: PgPool,
+        token: &str,
+        ingest: Option<Arc<IngestState>>,
+        runtime: Arc<crate::plugins::PluginRuntime>,
+    ) -> AdminState {
         AdminState {
             pool,
             token_digest: Sha256::digest(token.as_bytes()).into(),
             ingest,
+            runtime,
         }
     }
 
@@ -64,6 +72,10 @@ impl AdminState {
         list_events,
         get_event,
         replay,
+        list_plugins,
+        upload_plugin,
+        activate_plugin,
+        rollback_plugin,
     ),
     components(schemas(
         DestinationView,
@@ -78,6 +90,8 @@ impl AdminState {
         store::AttemptView,
         ReplayRequest,
         ReplayAnswer,
+        store::PluginVersionView,
+        ActivateRequest,
         ErrorBody,
     )),
     modifiers(&BearerAuth),
@@ -129,6 +143,15 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/events", get(list_events))
         .route("/admin/v1/events/{id}", get(get_event))
         .route("/admin/v1/replay", post(replay))
+        .route("/admin/v1/plugins", get(list_plugins))
+        .route(
+            "/admin/v1/plugins/{name}",
+            axum::routing::put(upload_plugin)
+                // JavaScript and Python components are tens of megabytes.
+                .layer(axum::extract::DefaultBodyLimit::max(128 << 20)),
+        )
+        .route("/admin/v1/plugins/{name}/activate", post(activate_plugin))
+        .route("/admin/v1/plugins/{name}/rollback", post(rollback_plugin))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -577,4 +600,114 @@ async fn replay(
         count,
         dry_run: request.dry_run,
     }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/plugins", tag = "plugins",
+    responses((status = 200, body = Vec<store::PluginVersionView>), (status = 401, body = ErrorBody)))]
+async fn list_plugins(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<store::PluginVersionView>>, ApiError> {
+    store::list_plugin_versions(&state.pool)
+        .await
+        .map(Json)
+        .map_err(|error| ApiError::internal(&error))
+}
+
+fn check_plugin_name(name: &str) -> Result<(), ApiError> {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+        });
+    if plain {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "name",
+            "must be 1-64 characters of a-z, 0-9, '-' and '_'",
+        ))
+    }
+}
+
+#[utoipa::path(put, path = "/admin/v1/plugins/{name}", tag = "plugins",
+    params(("name" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (.wasm)."),
+    responses((status = 201, body = store::PluginVersionView), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn upload_plugin(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_plugin_name(&name)?;
+    // Compiled and checked (a component of this contract whose describe() answers) before it
+    // becomes a version; the active version keeps serving either way.
+    let plugin = state
+        .runtime
+        .load_bytes(&name, &body, crate::plugins::PluginLimits::default())
+        .await
+        .map_err(|error| ApiError::invalid_field("body", error))?;
+    let manifest = serde_json::to_value(plugin.manifest())
+        .map_err(|error| ApiError::internal(&error.into()))?;
+    let version_id =
+        store::register_plugin_version(&state.pool, &name, plugin.content_hash(), &body, &manifest)
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
+    let view = store::list_plugin_versions(&state.pool)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .into_iter()
+        .find(|version| version.id == version_id)
+        .ok_or_else(|| ApiError::internal(&anyhow::anyhow!("the stored version vanished")))?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Which version to activate.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    pub version_id: Uuid,
+}
+
+#[utoipa::path(post, path = "/admin/v1/plugins/{name}/activate", tag = "plugins",
+    params(("name" = String, Path)), request_body = ActivateRequest,
+    responses((status = 200, body = Vec<store::PluginVersionView>), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn activate_plugin(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Vec<store::PluginVersionView>>, ApiError> {
+    let request: ActivateRequest =
+        serde_json::from_slice(&body).map_err(|error| ApiError::invalid_field("body", error))?;
+    let activated = store::activate_plugin_version(&state.pool, &name, request.version_id)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    if !activated {
+        return Err(ApiError::not_found(format!(
+            "plugin {name:?} has no version {}",
+            request.version_id
+        )));
+    }
+    list_plugins(State(state)).await
+}
+
+#[utoipa::path(post, path = "/admin/v1/plugins/{name}/rollback", tag = "plugins",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Vec<store::PluginVersionView>), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn rollback_plugin(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<store::PluginVersionView>>, ApiError> {
+    let previous = store::previous_plugin_version(&state.pool, &name)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "plugin {name:?} has no earlier version to roll back to"
+            ))
+        })?;
+    store::activate_plugin_version(&state.pool, &name, previous)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    list_plugins(State(state)).await
 }

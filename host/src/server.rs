@@ -191,6 +191,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 database.pool.clone(),
                 token.expose(),
                 roles.ingest.then(|| state.clone()),
+                runtime.clone(),
             ),
         ))),
         None => {
