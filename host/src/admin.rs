@@ -631,7 +631,7 @@ fn check_plugin_name(name: &str) -> Result<(), ApiError> {
 
 #[utoipa::path(put, path = "/admin/v1/plugins/{name}", tag = "plugins",
     params(("name" = String, Path)),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (.wasm)."),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (.wasm), as raw bytes."),
     responses((status = 201, body = store::PluginVersionView), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn upload_plugin(
     State(state): State<Arc<AdminState>>,
