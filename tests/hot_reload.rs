@@ -288,3 +288,43 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
     assert!(restored, "the rollback brought the previous version back");
     second.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_in_the_plugins_directory_becomes_the_active_version() {
+    let app = TestApp::spawn(&config()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post_push(&client, &app.base_url, "before").await,
+        StatusCode::ACCEPTED
+    );
+    let file = app.plugins_dir.path().join("github.wasm");
+    let replace_with = |component: &str| {
+        std::fs::remove_file(&file).unwrap();
+        std::fs::copy(support::built_component("plugins", component), &file).unwrap();
+    };
+    // A different plugin under the same name changes how requests are checked.
+    replace_with("generic");
+    let mut refused = false;
+    for attempt in 0..60 {
+        if post_push(&client, &app.base_url, &format!("changed-{attempt}")).await
+            == StatusCode::UNAUTHORIZED
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the changed file was activated");
+    replace_with("github");
+    let mut restored = false;
+    for attempt in 0..60 {
+        if post_push(&client, &app.base_url, &format!("restored-{attempt}")).await
+            == StatusCode::ACCEPTED
+        {
+            restored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(restored, "the original file is active again");
+}

@@ -5,9 +5,10 @@
 //! the request path, checks it against each source's configuration, then swaps it in
 //! atomically. Requests already running finish on the version they started with.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -30,35 +31,13 @@ pub async fn register_directory_plugins(
         .iter()
         .map(|source| source.plugin.as_str())
         .collect();
-    let active: HashMap<String, String> = store::active_plugin_versions(pool)
-        .await?
-        .into_iter()
-        .map(|(name, _, hash)| (name, hash))
-        .collect();
     for name in names {
         let path = config.plugins.dir.join(format!("{name}.wasm"));
         if !path.exists() {
             // The database may hold an uploaded version; the sources report it if not.
             continue;
         }
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let plugin = runtime
-            .load_bytes(&path.display().to_string(), &bytes, PluginLimits::default())
-            .await?;
-        let manifest = serde_json::to_value(plugin.manifest()).context("encoding the manifest")?;
-        let version_id =
-            store::register_plugin_version(pool, name, plugin.content_hash(), &bytes, &manifest)
-                .await?;
-        if active.get(name).map(String::as_str) != Some(plugin.content_hash()) {
-            store::activate_plugin_version(pool, name, version_id).await?;
-            tracing::info!(
-                plugin = name,
-                version = %plugin.label(),
-                content_sha256 = plugin.content_hash(),
-                "activated the plugin file {}",
-                path.display()
-            );
-        }
+        activate_file(runtime, pool, name, &path).await?;
     }
     Ok(())
 }
@@ -103,11 +82,95 @@ pub async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<
         })
 }
 
-/// Follows the active versions and swaps them into the sources until aborted.
+/// The plugin files the sources use, by plugin name, with when each last changed.
+pub struct WatchedFiles {
+    files: Vec<(String, PathBuf, Option<SystemTime>)>,
+}
+
+impl WatchedFiles {
+    pub fn new(config: &Config) -> WatchedFiles {
+        let names: BTreeSet<&str> = config
+            .sources
+            .iter()
+            .map(|source| source.plugin.as_str())
+            .collect();
+        WatchedFiles {
+            files: names
+                .into_iter()
+                .map(|name| {
+                    let path = config.plugins.dir.join(format!("{name}.wasm"));
+                    let modified = modified_at(&path);
+                    (name.to_owned(), path, modified)
+                })
+                .collect(),
+        }
+    }
+
+    /// Registers and activates every file that changed since the last look.
+    async fn activate_changed(&mut self, runtime: &Arc<PluginRuntime>, pool: &PgPool) {
+        for (name, path, last_modified) in &mut self.files {
+            let modified = modified_at(path);
+            if modified.is_none() || modified == *last_modified {
+                continue;
+            }
+            *last_modified = modified;
+            if let Err(error) = activate_file(runtime, pool, name, path).await {
+                tracing::error!(
+                    plugin = %name,
+                    "the changed plugin file {} was not activated: {error:#}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+fn modified_at(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+}
+
+/// Checks a plugin file, stores it as a version and activates it unless it is active already.
+async fn activate_file(
+    runtime: &Arc<PluginRuntime>,
+    pool: &PgPool,
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let plugin = runtime
+        .load_bytes(&path.display().to_string(), &bytes, PluginLimits::default())
+        .await?;
+    let manifest = serde_json::to_value(plugin.manifest()).context("encoding the manifest")?;
+    let version_id =
+        store::register_plugin_version(pool, name, plugin.content_hash(), &bytes, &manifest)
+            .await?;
+    let active_hash = store::active_plugin_versions(pool)
+        .await?
+        .into_iter()
+        .find(|(active_name, _, _)| active_name == name)
+        .map(|(_, _, hash)| hash);
+    if active_hash.as_deref() != Some(plugin.content_hash()) {
+        store::activate_plugin_version(pool, name, version_id).await?;
+        tracing::info!(
+            plugin = name,
+            version = %plugin.label(),
+            content_sha256 = plugin.content_hash(),
+            "activated the plugin file {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Follows the active versions and swaps them into the sources until aborted; also watches
+/// the plugin files, so that a new or changed file becomes the active version.
 pub fn start_swapper(
     pool: PgPool,
     runtime: Arc<PluginRuntime>,
     state: Arc<IngestState>,
+    mut watched: WatchedFiles,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -130,6 +193,7 @@ pub fn start_swapper(
                     }
                 } => {}
             }
+            watched.activate_changed(&runtime, &pool).await;
             let active = match store::active_plugin_versions(&pool).await {
                 Ok(active) => active,
                 Err(error) => {

@@ -179,8 +179,12 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             }
         })
     };
-    let swapper =
-        crate::hot_reload::start_swapper(database.pool.clone(), runtime.clone(), state.clone());
+    let swapper = crate::hot_reload::start_swapper(
+        database.pool.clone(),
+        runtime.clone(),
+        state.clone(),
+        crate::hot_reload::WatchedFiles::new(&config),
+    );
     let health = crate::health::router(Arc::new(crate::health::HealthState {
         pool: database.pool.clone(),
         plugins_loaded: state.sources.len(),
