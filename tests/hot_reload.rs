@@ -84,6 +84,24 @@ async fn post_push(client: &reqwest::Client, base_url: &str, delivery: &str) -> 
     request.send().await.unwrap().status()
 }
 
+/// Posts fresh pushes (bounded: 60 tries, 50 ms apart) until one gets `expected`; returns how
+/// long that took, or `None`.
+async fn wait_for_status(
+    client: &reqwest::Client,
+    base_url: &str,
+    label: &str,
+    expected: StatusCode,
+) -> Option<Duration> {
+    let started = Instant::now();
+    for attempt in 0..60 {
+        if post_push(client, base_url, &format!("{label}-{attempt}")).await == expected {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 async fn active_github_version(client: &reqwest::Client, base_url: &str) -> String {
     let (_, versions) = admin(client, base_url, Method::GET, "/admin/v1/plugins", None).await;
     versions
@@ -249,18 +267,9 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let activated_at = Instant::now();
-    let mut swapped_after = None;
-    for attempt in 0..60 {
-        if post_push(&client, &second_url, &format!("probe-{attempt}")).await
-            == StatusCode::UNAUTHORIZED
-        {
-            swapped_after = Some(activated_at.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let swapped_after = swapped_after.expect("the other process swapped the version in");
+    let swapped_after = wait_for_status(&client, &second_url, "probe", StatusCode::UNAUTHORIZED)
+        .await
+        .expect("the other process swapped the version in");
     assert!(
         swapped_after < Duration::from_millis(2500),
         "swapped after {swapped_after:?}"
@@ -275,17 +284,12 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let mut restored = false;
-    for attempt in 0..60 {
-        if post_push(&client, &second_url, &format!("restored-{attempt}")).await
-            == StatusCode::ACCEPTED
-        {
-            restored = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(restored, "the rollback brought the previous version back");
+    assert!(
+        wait_for_status(&client, &second_url, "restored", StatusCode::ACCEPTED)
+            .await
+            .is_some(),
+        "the rollback brought the previous version back"
+    );
     second.shutdown().await.unwrap();
 }
 
@@ -304,27 +308,17 @@ async fn a_changed_file_in_the_plugins_directory_becomes_the_active_version() {
     };
     // A different plugin under the same name changes how requests are checked.
     replace_with("generic");
-    let mut refused = false;
-    for attempt in 0..60 {
-        if post_push(&client, &app.base_url, &format!("changed-{attempt}")).await
-            == StatusCode::UNAUTHORIZED
-        {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the changed file was activated");
+    assert!(
+        wait_for_status(&client, &app.base_url, "changed", StatusCode::UNAUTHORIZED)
+            .await
+            .is_some(),
+        "the changed file was activated"
+    );
     replace_with("github");
-    let mut restored = false;
-    for attempt in 0..60 {
-        if post_push(&client, &app.base_url, &format!("restored-{attempt}")).await
-            == StatusCode::ACCEPTED
-        {
-            restored = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(restored, "the original file is active again");
+    assert!(
+        wait_for_status(&client, &app.base_url, "restored", StatusCode::ACCEPTED)
+            .await
+            .is_some(),
+        "the original file is active again"
+    );
 }

@@ -167,47 +167,48 @@ fn run_exits_non_zero_on_a_rejection_and_prints_the_reason() {
     );
 }
 
-#[test]
-fn plugin_logs_reach_the_host_log_with_the_plugin_name() {
+/// Runs the hostile test plugin with `behaviour` as its config, an empty JSON body, and any
+/// global flags before the subcommand.
+fn run_hostile(global_flags: &[&str], behaviour: &str) -> Output {
     let directory = tempfile::tempdir().unwrap();
     let body_path = directory.path().join("body.json");
     std::fs::write(&body_path, b"{}").unwrap();
     let config_path = directory.path().join("config.txt");
-    std::fs::write(&config_path, b"well-behaved").unwrap();
-    let output = wasmhook(&[
+    std::fs::write(&config_path, behaviour).unwrap();
+    let plugin = test_plugin_file("hostile");
+    let mut arguments: Vec<&str> = global_flags.to_vec();
+    arguments.extend([
         "plugin",
         "run",
-        test_plugin_file("hostile").to_str().unwrap(),
+        plugin.to_str().unwrap(),
         "--body",
         body_path.to_str().unwrap(),
         "--config",
         config_path.to_str().unwrap(),
     ]);
+    wasmhook(&arguments)
+}
+
+/// The stderr line that carries the well-behaved hostile plugin's log message.
+fn polite_log_line(output: &Output) -> String {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
-    let log_line = stderr
+    stderr
         .lines()
         .find(|line| line.contains("handling a request politely"))
-        .unwrap_or_else(|| panic!("the plugin's log line is shown: {stderr}"));
+        .unwrap_or_else(|| panic!("the plugin's log line is shown: {stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn plugin_logs_reach_the_host_log_with_the_plugin_name() {
+    let log_line = polite_log_line(&run_hostile(&[], "well-behaved"));
     assert!(log_line.contains("hostile@0.0.1"), "{log_line}");
 }
 
 #[test]
 fn a_trapping_plugin_fails_the_run_with_the_cause() {
-    let directory = tempfile::tempdir().unwrap();
-    let body_path = directory.path().join("body.json");
-    std::fs::write(&body_path, b"{}").unwrap();
-    let config_path = directory.path().join("config.txt");
-    std::fs::write(&config_path, b"trap").unwrap();
-    let output = wasmhook(&[
-        "plugin",
-        "run",
-        test_plugin_file("hostile").to_str().unwrap(),
-        "--body",
-        body_path.to_str().unwrap(),
-        "--config",
-        config_path.to_str().unwrap(),
-    ]);
+    let output = run_hostile(&[], "trap");
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("trapped"), "{stderr}");
@@ -216,29 +217,8 @@ fn a_trapping_plugin_fails_the_run_with_the_cause() {
 
 #[test]
 fn json_log_format_writes_one_json_object_per_line() {
-    let directory = tempfile::tempdir().unwrap();
-    let body_path = directory.path().join("body.json");
-    std::fs::write(&body_path, b"{}").unwrap();
-    let config_path = directory.path().join("config.txt");
-    std::fs::write(&config_path, b"well-behaved").unwrap();
-    let output = wasmhook(&[
-        "--log-format",
-        "json",
-        "plugin",
-        "run",
-        test_plugin_file("hostile").to_str().unwrap(),
-        "--body",
-        body_path.to_str().unwrap(),
-        "--config",
-        config_path.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let stderr = text(&output.stderr);
-    let log_line = stderr
-        .lines()
-        .find(|line| line.contains("handling a request politely"))
-        .unwrap_or_else(|| panic!("the plugin's log line is shown: {stderr}"));
-    let parsed: serde_json::Value = serde_json::from_str(log_line).unwrap();
+    let log_line = polite_log_line(&run_hostile(&["--log-format", "json"], "well-behaved"));
+    let parsed: serde_json::Value = serde_json::from_str(&log_line).unwrap();
     assert_eq!(parsed["fields"]["plugin"], "hostile@0.0.1");
     assert_eq!(parsed["level"], "INFO");
 }
