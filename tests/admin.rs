@@ -437,3 +437,36 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
     }
     assert_eq!(operations, 14, "every admin operation is documented");
 }
+
+#[tokio::test]
+async fn the_admin_api_can_listen_on_its_own_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn(&format!(
+        "[admin]\ntoken = \"{TOKEN}\"\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\nname = \"acme\"\nplugin = \"generic\"\n"
+    ))
+    .await;
+    let on_admin_address = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/admin/v1/destinations"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_admin_address.status(), StatusCode::OK);
+    let on_main_address = app
+        .client
+        .get(format!("{}/admin/v1/destinations", app.base_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        on_main_address.status(),
+        StatusCode::NOT_FOUND,
+        "not served on the webhook address"
+    );
+}
