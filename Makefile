@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmhook/target
 export CARGO_TARGET_DIR
 
-PLUGINS := github netflix generic
+PLUGINS := github netflix generic shopify gitlab
 TEST_PLUGINS := hostile
 WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin
 OCTOKIT_VERSION := 7.6.1

@@ -602,3 +602,98 @@ async fn a_slowloris_client_is_disconnected_and_others_are_served() {
         "within the 1 s header timeout (and some slack)"
     );
 }
+
+/// The Shopify plugin with the derived Shopify vector, and the GitLab plugin with its shared
+/// token, through the whole ingest path.
+#[tokio::test]
+async fn shopify_and_gitlab_webhooks_are_verified_and_normalized() {
+    let app = TestApp::spawn(
+        r#"
+[[sources]]
+name = "shop"
+plugin = "shopify"
+secrets = ["hush"]
+
+[[sources]]
+name = "gitlab"
+plugin = "gitlab"
+secrets = ["glpat-secret-token"]
+"#,
+    )
+    .await;
+    let order = br#"{"id":9554194432293,"title":"T-Shirt"}"#.to_vec();
+    let shopify_headers = |signature: &str| {
+        vec![
+            ("x-shopify-hmac-sha256".to_owned(), signature.to_owned()),
+            ("x-shopify-topic".to_owned(), "products/create".to_owned()),
+            (
+                "x-shopify-webhook-id".to_owned(),
+                "shopify-delivery-1".to_owned(),
+            ),
+        ]
+    };
+    let (status, answer) = json(
+        app.post(
+            "shop",
+            &shopify_headers("yi2xVY9/ZkF2VJ6a0kqiyUGNRkBwBHgakWO+Gsh1My8="),
+            order.clone(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, _) = json(
+        app.post(
+            "shop",
+            &shopify_headers("zi2xVY9/ZkF2VJ6a0kqiyUGNRkBwBHgakWO+Gsh1My8="),
+            order,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let push = br#"{"object_kind":"push","project":{"path_with_namespace":"group/app"}}"#.to_vec();
+    let gitlab_headers = |token: &str| {
+        vec![
+            ("x-gitlab-token".to_owned(), token.to_owned()),
+            ("x-gitlab-event".to_owned(), "Push Hook".to_owned()),
+            (
+                "x-gitlab-event-uuid".to_owned(),
+                "gitlab-delivery-1".to_owned(),
+            ),
+        ]
+    };
+    let (status, _) = json(
+        app.post(
+            "gitlab",
+            &gitlab_headers("glpat-secret-token"),
+            push.clone(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = json(
+        app.post("gitlab", &gitlab_headers("glpat-wrong"), push)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let types: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT event_type, subject FROM events ORDER BY event_type")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        types,
+        vec![
+            ("gitlab.push".to_owned(), Some("group/app".to_owned())),
+            (
+                "shopify.products.create".to_owned(),
+                Some("products/9554194432293".to_owned())
+            ),
+        ]
+    );
+}

@@ -22,7 +22,10 @@ pub struct TestApp {
 fn plugins_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (folder, names) in [
-        ("plugins", &["github", "netflix", "generic"][..]),
+        (
+            "plugins",
+            &["github", "netflix", "generic", "shopify", "gitlab"][..],
+        ),
         ("test-plugins", &["hostile"][..]),
     ] {
         for name in names {
