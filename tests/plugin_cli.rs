@@ -222,3 +222,54 @@ fn json_log_format_writes_one_json_object_per_line() {
     assert_eq!(parsed["fields"]["plugin"], "hostile@0.0.1");
     assert_eq!(parsed["level"], "INFO");
 }
+
+#[test]
+fn every_plugin_passes_its_fixtures() {
+    for name in ["github", "netflix", "shopify", "gitlab"] {
+        let fixtures = support::repository_root().join(format!("plugins/{name}/fixtures"));
+        let output = wasmhook(&[
+            "plugin",
+            "run",
+            plugin_file(name).to_str().unwrap(),
+            "--fixtures",
+            fixtures.to_str().unwrap(),
+        ]);
+        let stdout = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {stdout}{}",
+            text(&output.stderr)
+        );
+        assert!(stdout.contains(" passed, 0 failed"), "{name}: {stdout}");
+        assert!(
+            stdout.contains("peak memory"),
+            "each fixture reports its budget"
+        );
+    }
+}
+
+#[test]
+fn a_fixture_whose_expectation_is_wrong_fails_the_run() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("wrong.json"),
+        r#"{"headers": {"X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": "1"},
+            "body": {"id": 1}, "secret": "s",
+            "expect": {"outcome": "events", "types": ["shopify.orders.delete"]}}"#,
+    )
+    .unwrap();
+    let output = wasmhook(&[
+        "plugin",
+        "run",
+        plugin_file("shopify").to_str().unwrap(),
+        "--fixtures",
+        directory.path().to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("FAIL wrong.json"), "{stdout}");
+    assert!(
+        stdout.contains("shopify.orders.create"),
+        "the actual type is named: {stdout}"
+    );
+}

@@ -178,8 +178,11 @@ enum PluginCommand {
         /// The component file (`.wasm`).
         file: PathBuf,
         /// A file holding the request body, sent byte for byte.
-        #[arg(long)]
-        body: PathBuf,
+        #[arg(long, required_unless_present = "fixtures")]
+        body: Option<PathBuf>,
+        /// Run every request fixture (`*.json`) in this directory instead, and report each.
+        #[arg(long, conflicts_with = "body")]
+        fixtures: Option<PathBuf>,
         /// A request header, `Name: value`; repeat for several.
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
@@ -289,7 +292,13 @@ fn main() -> ExitCode {
                 PluginCommand::Check { file } => plugin_tools::check(&file).await.map(|()| true),
                 PluginCommand::Run {
                     file,
+                    fixtures: Some(fixtures),
+                    ..
+                } => plugin_tools::run_fixtures(&file, &fixtures).await,
+                PluginCommand::Run {
+                    file,
                     body,
+                    fixtures: None,
                     headers,
                     config,
                     secrets,
@@ -297,7 +306,7 @@ fn main() -> ExitCode {
                     received_at,
                 } => plugin_tools::run(RunOptions {
                     plugin_path: file,
-                    body_path: body,
+                    body_path: body.expect("clap requires --body without --fixtures"),
                     headers,
                     config_path: config,
                     secrets,

@@ -201,3 +201,172 @@ mod tests {
         }
     }
 }
+
+/// One request fixture: a request and the outcome the plugin must give it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// A JSON value is sent as its JSON text; a string is sent as it is.
+    body: serde_json::Value,
+    #[serde(default)]
+    config: String,
+    /// When given, the request is signed with it the way the platform would, and the signature
+    /// is checked the way the server would.
+    secret: Option<String>,
+    expect: Expectation,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case", deny_unknown_fields)]
+enum Expectation {
+    Events {
+        types: Vec<String>,
+        #[serde(default)]
+        subjects: Option<Vec<Option<String>>>,
+    },
+    Rejected {
+        kind: crate::plugins::RejectionKind,
+    },
+    Reply {
+        status: u16,
+    },
+}
+
+/// `wasmhook plugin run --fixtures DIR`: runs every `*.json` fixture in `dir` and reports each,
+/// with its budget. Returns whether all passed.
+pub async fn run_fixtures(plugin_path: &Path, dir: &Path) -> anyhow::Result<bool> {
+    let plugin = load(plugin_path, PluginLimits::default()).await?;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the fixtures directory {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        bail!("{} holds no *.json fixtures", dir.display());
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match run_fixture(&plugin, &path).await {
+            Ok(report) => {
+                passed += 1;
+                println!(
+                    "PASS {name}: {:.3} ms, peak memory {} bytes, output {} bytes, logs {} bytes",
+                    (report.instantiate + report.call).as_secs_f64() * 1e3,
+                    report.peak_memory_bytes,
+                    report.output_bytes,
+                    report.log_bytes
+                );
+            }
+            Err(error) => {
+                failed += 1;
+                println!("FAIL {name}: {error:#}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallReport> {
+    let text = std::fs::read_to_string(path).context("reading the fixture")?;
+    let fixture: Fixture = serde_json::from_str(&text).context("parsing the fixture")?;
+    let body = match &fixture.body {
+        serde_json::Value::String(text) => text.clone().into_bytes(),
+        other => serde_json::to_vec(other).context("encoding the body")?,
+    };
+    let settings = plugin
+        .configure(&fixture.config)
+        .await
+        .context("configuring the plugin")?;
+    let received_at = chrono::Utc::now();
+    let mut headers: Vec<(String, String)> = fixture
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+        .collect();
+    let secrets: Vec<Secret> = fixture.secret.iter().map(Secret::new).collect();
+    if let Some(secret) = secrets.first() {
+        let message_id = headers
+            .iter()
+            .find(|(name, _)| Some(name) == settings.dedupe_header.as_ref())
+            .map_or_else(|| "msg_fixture".to_owned(), |(_, value)| value.clone());
+        headers.extend(signature::sign(
+            &settings.signature,
+            secret,
+            &body,
+            &message_id,
+            received_at.timestamp(),
+        )?);
+        signature::verify(
+            &settings.signature,
+            SignedRequest {
+                headers: &headers,
+                body: &body,
+            },
+            &secrets,
+            received_at.timestamp(),
+            300,
+        )
+        .context("the signature check failed")?;
+    }
+    let request = PluginRequest {
+        request_id: format!("fixture {}", fixture.description),
+        method: "POST".to_owned(),
+        path: "/webhooks/fixture".to_owned(),
+        query: String::new(),
+        headers,
+        body,
+        received_at,
+        source_name: "fixture".to_owned(),
+        config: fixture.config.clone(),
+    };
+    let report = plugin.handle(request, secrets.into()).await?;
+    match (&fixture.expect, &report.outcome) {
+        (Expectation::Events { types, subjects }, PluginOutcome::Events(events)) => {
+            let actual: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+            if actual != *types {
+                bail!("expected event types {types:?}, got {actual:?}");
+            }
+            if let Some(subjects) = subjects {
+                let actual: Vec<Option<String>> =
+                    events.iter().map(|event| event.subject.clone()).collect();
+                if actual != *subjects {
+                    bail!("expected subjects {subjects:?}, got {actual:?}");
+                }
+            }
+        }
+        (
+            Expectation::Rejected { kind },
+            PluginOutcome::Rejected {
+                kind: actual,
+                reason,
+            },
+        ) => {
+            if actual != kind {
+                bail!("expected a {kind:?} rejection, got {actual:?}: {reason}");
+            }
+        }
+        (Expectation::Reply { status }, PluginOutcome::Reply(reply)) => {
+            if reply.status != *status {
+                bail!(
+                    "expected a reply with status {status}, got {}",
+                    reply.status
+                );
+            }
+        }
+        (_, outcome) => bail!("the outcome differs from the expectation: {outcome:?}"),
+    }
+    Ok(report)
+}

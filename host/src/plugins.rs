@@ -212,7 +212,7 @@ pub struct PluginRequest {
 }
 
 /// Why a plugin refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectionKind {
     Malformed,
