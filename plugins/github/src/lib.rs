@@ -117,16 +117,7 @@ impl Plugin for GitHub {
     }
 
     fn configure(config: &str) -> Result<SourceSettings, String> {
-        let config = config.trim();
-        if !(config.is_empty() || config == "{}") {
-            return Err(
-                "the github plugin takes no configuration; leave `config` empty".to_owned(),
-            );
-        }
-        Ok(SourceSettings {
-            signature: Self::describe().signature,
-            dedupe_header: Some(DELIVERY_HEADER.to_owned()),
-        })
+        wasmhook_plugin_sdk::settings_without_configuration(config, Self::describe())
     }
 
     fn handle(request: Request) -> Outcome {

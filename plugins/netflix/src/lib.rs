@@ -57,16 +57,7 @@ impl Plugin for Netflix {
     }
 
     fn configure(config: &str) -> Result<SourceSettings, String> {
-        let config = config.trim();
-        if !(config.is_empty() || config == "{}") {
-            return Err(
-                "the netflix plugin takes no configuration; leave `config` empty".to_owned(),
-            );
-        }
-        Ok(SourceSettings {
-            signature: signature_scheme(),
-            dedupe_header: Some(ID_HEADER.to_owned()),
-        })
+        wasmhook_plugin_sdk::settings_without_configuration(config, Self::describe())
     }
 
     fn handle(request: Request) -> Outcome {

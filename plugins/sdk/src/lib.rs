@@ -160,6 +160,25 @@ impl Outcome {
     }
 }
 
+/// The settings of a plugin that takes no configuration: an empty string (or `{}`) gives the
+/// manifest's scheme and dedupe header; anything else is refused with a message that says so.
+pub fn settings_without_configuration(
+    config: &str,
+    manifest: Manifest,
+) -> Result<SourceSettings, String> {
+    let config = config.trim();
+    if !(config.is_empty() || config == "{}") {
+        return Err(format!(
+            "the {} plugin takes no configuration; leave `config` empty",
+            manifest.name
+        ));
+    }
+    Ok(SourceSettings {
+        signature: manifest.signature,
+        dedupe_header: manifest.dedupe_header,
+    })
+}
+
 /// A plugin's logic, on plain Rust types.
 pub trait Plugin {
     /// Describes the plugin; called once when the host loads it.
