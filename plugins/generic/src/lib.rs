@@ -285,25 +285,11 @@ pub fn normalize(request: &Request, config: &GenericConfig) -> Result<Event, Ref
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmhook_plugin_sdk::Header;
 
     fn request(headers: &[(&str, &str)], body: &str, config: &str) -> Request {
         Request {
-            method: "POST".into(),
-            path: "/webhooks/acme".into(),
-            query: String::new(),
-            headers: headers
-                .iter()
-                .map(|(name, value)| Header {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                })
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            received_at_unix_ms: 0,
-            received_at: "1970-01-01T00:00:00.000Z".into(),
-            source_name: "acme".into(),
-            config: config.into(),
+            config: config.to_owned(),
+            ..Request::post("acme", headers, body.as_bytes())
         }
     }
 

@@ -306,26 +306,14 @@ mod tests {
     use super::*;
 
     fn request(event: &str, body: &str) -> Request {
-        Request {
-            method: "POST".into(),
-            path: "/webhooks/github".into(),
-            query: String::new(),
-            headers: vec![
-                Header {
-                    name: "x-github-event".into(),
-                    value: event.into(),
-                },
-                Header {
-                    name: "x-github-delivery".into(),
-                    value: "72d3162e-cc78-11e3-81ab-4c9367dc0958".into(),
-                },
+        Request::post(
+            "github",
+            &[
+                ("x-github-event", event),
+                ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
             ],
-            body: body.as_bytes().to_vec(),
-            received_at_unix_ms: 0,
-            received_at: "1970-01-01T00:00:00.000Z".into(),
-            source_name: "github".into(),
-            config: String::new(),
-        }
+            body.as_bytes(),
+        )
     }
 
     const PUSH: &str = r#"{"ref":"refs/heads/main","before":"a","after":"b","commits":[{},{}],"pusher":{"name":"octocat"},"repository":{"full_name":"octo/repo","html_url":"https://github.com/octo/repo"}}"#;

@@ -177,26 +177,10 @@ pub fn normalize(request: &Request) -> Result<Event, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmhook_plugin_sdk::Header;
 
     fn request(body: &str, id: Option<&str>) -> Request {
-        Request {
-            method: "POST".into(),
-            path: "/webhooks/netflix".into(),
-            query: String::new(),
-            headers: id
-                .map(|id| Header {
-                    name: "x-webhook-id".into(),
-                    value: id.into(),
-                })
-                .into_iter()
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            received_at_unix_ms: 0,
-            received_at: "1970-01-01T00:00:00.000Z".into(),
-            source_name: "netflix".into(),
-            config: String::new(),
-        }
+        let headers: Vec<(&str, &str)> = id.map(|id| ("x-webhook-id", id)).into_iter().collect();
+        Request::post("netflix", &headers, body.as_bytes())
     }
 
     const ADDED: &str = r#"{"event_type":"content_added","platform":"netflix","timestamp":"2026-11-25T10:00:00Z","payload":{"content_id":"80100172","title":"Dark","content_type":"series","regions":["US","DE"]}}"#;

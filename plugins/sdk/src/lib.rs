@@ -99,6 +99,28 @@ impl Request {
             .map(|header| header.value.as_str())
     }
 
+    /// A POST to `source_name` with the given headers (names lower-cased) and body, received at
+    /// the Unix epoch with an empty config: the starting point of a plugin's unit tests.
+    pub fn post(source_name: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
+        Request {
+            method: "POST".to_owned(),
+            path: format!("/webhooks/{source_name}"),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| Header {
+                    name: name.to_ascii_lowercase(),
+                    value: (*value).to_owned(),
+                })
+                .collect(),
+            body: body.to_vec(),
+            received_at_unix_ms: 0,
+            received_at: "1970-01-01T00:00:00.000Z".to_owned(),
+            source_name: source_name.to_owned(),
+            config: String::new(),
+        }
+    }
+
     /// The lower-case hex SHA-256 of the body, the dedupe id of platforms that send none.
     pub fn body_sha256_hex(&self) -> String {
         hex::encode(Sha256::digest(&self.body))

@@ -115,26 +115,9 @@ pub fn normalize(request: &Request) -> Result<Event, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmhook_plugin_sdk::Header;
 
     fn request(headers: &[(&str, &str)], body: &str) -> Request {
-        Request {
-            method: "POST".into(),
-            path: "/webhooks/shopify".into(),
-            query: String::new(),
-            headers: headers
-                .iter()
-                .map(|(name, value)| Header {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                })
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            received_at_unix_ms: 0,
-            received_at: "1970-01-01T00:00:00.000Z".into(),
-            source_name: "shopify".into(),
-            config: String::new(),
-        }
+        Request::post("shopify", headers, body.as_bytes())
     }
 
     /// Shaped like the `orders/create` example of Shopify's webhook documentation.
