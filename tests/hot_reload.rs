@@ -102,6 +102,24 @@ async fn wait_for_status(
     None
 }
 
+/// Activates a version of the github plugin over the admin API.
+async fn activate_github(
+    client: &reqwest::Client,
+    base_url: &str,
+    version_id: &Value,
+) -> StatusCode {
+    let body = json!({ "version_id": version_id }).to_string();
+    admin(
+        client,
+        base_url,
+        Method::POST,
+        "/admin/v1/plugins/github/activate",
+        Some(body.into()),
+    )
+    .await
+    .0
+}
+
 async fn active_github_version(client: &reqwest::Client, base_url: &str) -> String {
     let (_, versions) = admin(client, base_url, Method::GET, "/admin/v1/plugins", None).await;
     versions
@@ -143,18 +161,7 @@ async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "nothing to roll back to yet");
-    let (status, _) = admin(
-        &client,
-        &app.base_url,
-        Method::POST,
-        "/admin/v1/plugins/github/activate",
-        Some(
-            json!({"version_id": uuid::Uuid::now_v7()})
-                .to_string()
-                .into(),
-        ),
-    )
-    .await;
+    let status = activate_github(&client, &app.base_url, &json!(uuid::Uuid::now_v7())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(active_github_version(&client, &app.base_url).await, before);
     assert_eq!(
@@ -221,14 +228,7 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
         } else {
             &first_version
         };
-        let (status, _) = admin(
-            &client,
-            &app.base_url,
-            Method::POST,
-            "/admin/v1/plugins/github/activate",
-            Some(json!({"version_id": version}).to_string().into()),
-        )
-        .await;
+        let status = activate_github(&client, &app.base_url, &json!(version)).await;
         assert_eq!(status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -258,14 +258,7 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
         Some(generic.into()),
     )
     .await;
-    let (status, _) = admin(
-        &client,
-        &app.base_url,
-        Method::POST,
-        "/admin/v1/plugins/github/activate",
-        Some(json!({"version_id": uploaded["id"]}).to_string().into()),
-    )
-    .await;
+    let status = activate_github(&client, &app.base_url, &uploaded["id"]).await;
     assert_eq!(status, StatusCode::OK);
     let swapped_after = wait_for_status(&client, &second_url, "probe", StatusCode::UNAUTHORIZED)
         .await

@@ -138,6 +138,13 @@ fn run_prints_cloudevents_and_checks_the_official_github_signature() {
         "{}",
         text(&tampered.stderr)
     );
+    for output in [&output, &tampered] {
+        let everything = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            !everything.contains("It's a Secret to Everybody"),
+            "the secret never appears in output or logs"
+        );
+    }
 }
 
 #[test]
