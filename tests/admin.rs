@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 use support::app::TestApp;
 use support::receiver::{Receiver, Reply};
@@ -435,7 +436,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
             );
         }
     }
-    assert_eq!(operations, 14, "every admin operation is documented");
+    assert_eq!(operations, 23, "every admin operation is documented");
 }
 
 #[tokio::test]
@@ -468,5 +469,444 @@ async fn the_admin_api_can_listen_on_its_own_address() {
         on_main_address.status(),
         StatusCode::NOT_FOUND,
         "not served on the webhook address"
+    );
+}
+
+/// A new order for the `shop` source, signed with `secret` (`X-Sig: sha256=<hex>`); each body
+/// is unique, so that no request is a duplicate of another.
+fn signed_order(secret: &str) -> (Vec<(String, String)>, String) {
+    let body = format!(
+        r#"{{"type":"order.created","id":"{}"}}"#,
+        uuid::Uuid::now_v7()
+    );
+    let headers = signature::sign(
+        &SignatureScheme::BodyHmac {
+            header: "x-sig".to_owned(),
+            prefix: "sha256=".to_owned(),
+            encoding: MacEncoding::Hex,
+        },
+        &Secret::new(secret),
+        body.as_bytes(),
+        "",
+        0,
+    )
+    .unwrap();
+    (headers, body)
+}
+
+async fn post_signed(app: &TestApp, secret: &str) -> StatusCode {
+    let (headers, body) = signed_order(secret);
+    app.post("shop", &headers, body).await.status()
+}
+
+const SHOP_CONFIG: &str = r#"{"signature":{"scheme":"hmac-sha256","header":"X-Sig","prefix":"sha256=","encoding":"hex"},"type_pointer":"/type"}"#;
+
+#[tokio::test]
+async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+
+    // The config's source is in the database, like the ones the API makes.
+    let (status, listed) = admin(&app, Method::GET, "/admin/v1/sources", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed[0]["name"], "acme");
+    assert_eq!(listed[0]["webhook_path"], "/webhooks/acme");
+
+    let shop = json!({"name": "shop", "plugin": "generic", "config": SHOP_CONFIG, "secrets": ["old-secret"]});
+    let (status, created) =
+        admin(&app, Method::POST, "/admin/v1/sources", Some(shop.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["secrets"].as_array().unwrap().len(), 1);
+    assert_eq!(created["secrets"][0]["origin"], "api");
+    let old_secret_id = created["secrets"][0]["id"].as_str().unwrap().to_owned();
+    // The source serves at once on this process, and only signed requests.
+    assert_eq!(post_signed(&app, "old-secret").await, StatusCode::ACCEPTED);
+    assert_eq!(
+        post_signed(&app, "wrong-secret").await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Clear errors, and nothing created by them.
+    let refused = [
+        (
+            json!({"name": "Bad Name", "plugin": "generic"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            json!({"name": "x", "plugin": "no-such-plugin"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin",
+        ),
+        (
+            json!({"name": "x", "plugin": "generic", "config": "not json"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin",
+        ),
+        (
+            json!({"name": "x", "plugin": "generic", "secrets": ["env:HOME"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secrets",
+        ),
+        (
+            json!({"name": "x", "plugin": "generic", "rate_limit": {"requests_per_second": 0.0, "burst": 1}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rate_limit",
+        ),
+        (
+            json!({"name": "x", "plugin": "generic", "surprise": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body",
+        ),
+        (shop.clone(), StatusCode::CONFLICT, "exists"),
+    ];
+    for (body, expected_status, mentioned) in refused {
+        let (status, error) =
+            admin(&app, Method::POST, "/admin/v1/sources", Some(body.clone())).await;
+        assert_eq!(status, expected_status, "{body}: {error}");
+        assert!(
+            error["detail"].as_str().unwrap().contains(mentioned),
+            "{body}: {error}"
+        );
+    }
+    let (_, listed) = admin(&app, Method::GET, "/admin/v1/sources", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    // Rotation: add the new secret, both match; retire the old one, only the new matches.
+    let (status, added) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources/shop/secrets",
+        Some(json!({"secret": "new-secret"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert!(added.get("generated_secret").is_none());
+    let new_secret_id = added["id"].as_str().unwrap().to_owned();
+    assert_eq!(post_signed(&app, "old-secret").await, StatusCode::ACCEPTED);
+    assert_eq!(post_signed(&app, "new-secret").await, StatusCode::ACCEPTED);
+    let (status, _) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources/shop/secrets",
+        Some(json!({"secret": "new-secret"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the same secret twice");
+    let (status, _) = admin(
+        &app,
+        Method::DELETE,
+        &format!("/admin/v1/sources/shop/secrets/{old_secret_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        post_signed(&app, "old-secret").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(post_signed(&app, "new-secret").await, StatusCode::ACCEPTED);
+    let (status, error) = admin(
+        &app,
+        Method::DELETE,
+        &format!("/admin/v1/sources/shop/secrets/{new_secret_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("last secret"));
+    let (status, _) = admin(
+        &app,
+        Method::DELETE,
+        &format!("/admin/v1/sources/shop/secrets/{old_secret_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a retired secret is gone");
+
+    // Secrets are write-only: no answer carries one.
+    for path in ["/admin/v1/sources", "/admin/v1/sources/shop"] {
+        let text = app
+            .client
+            .get(format!("{}{path}", app.base_url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !text.contains("new-secret") && !text.contains("old-secret"),
+            "{path}: {text}"
+        );
+    }
+
+    // An update changes how requests are checked; its name must match the path.
+    let unsigned = json!({"name": "shop", "plugin": "generic", "config": r#"{"signature":{"scheme":"none"},"type_pointer":"/type"}"#});
+    let (status, updated) = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/sources/shop",
+        Some(unsigned.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        updated["secrets"].as_array().unwrap().len(),
+        1,
+        "an update without secrets keeps them"
+    );
+    let (_, body) = signed_order("none needed");
+    let response = app.post("shop", &[], body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let (status, _) = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/sources/acme",
+        Some(unsigned.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // 404s for what does not exist.
+    for (method, path, body) in [
+        (Method::GET, "/admin/v1/sources/nope", None),
+        (
+            Method::PUT,
+            "/admin/v1/sources/nope",
+            Some(json!({"name": "nope", "plugin": "generic"})),
+        ),
+        (Method::DELETE, "/admin/v1/sources/nope", None),
+        (
+            Method::POST,
+            "/admin/v1/sources/nope/secrets",
+            Some(json!({"secret": "s"})),
+        ),
+        (
+            Method::DELETE,
+            "/admin/v1/sources/shop/secrets/00000000-0000-0000-0000-000000000000",
+            None,
+        ),
+    ] {
+        let (status, error) = admin(&app, method.clone(), path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
+        assert_eq!(error["code"], "not_found");
+    }
+
+    let (status, _) = admin(&app, Method::DELETE, "/admin/v1/sources/shop", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let response = app.post("shop", &[], r#"{"type":"order.created"}"#).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "a deleted source takes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_source_created_on_one_host_process_serves_on_the_others() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+    let other = app.start_another(wasmhook::server::Roles::default()).await;
+    let other_url = format!("http://{}/webhooks/shop", other.address);
+    let (status, _) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources",
+        Some(json!({"name": "shop", "plugin": "generic", "config": SHOP_CONFIG, "secrets": ["first"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (headers, body) = signed_order("first");
+    let mut last_status = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut request = app.client.post(&other_url).body(body.clone());
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let status = request.send().await.unwrap().status();
+        last_status = Some(status);
+        if status == StatusCode::ACCEPTED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        last_status,
+        Some(StatusCode::ACCEPTED),
+        "the other process serves the new source"
+    );
+    other.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn destination_secrets_rotate_and_deliveries_carry_a_signature_per_secret() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+    let first = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (status, created) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations",
+        Some(
+            json!({"name": "rotating", "url": receiver.url("/rotating"), "routes": ["order.*"],
+                    "allow_private_networks": true, "secret": first}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, error) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations/rotating/secrets",
+        Some(json!({"secret": "not base64 !"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let (status, added) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations/rotating/secrets",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let second = added["generated_secret"].as_str().unwrap().to_owned();
+    assert!(second.starts_with("whsec_"));
+
+    let verifies = |recorded: &support::receiver::Recorded, secret: &str| {
+        signature::verify(
+            &SignatureScheme::StandardWebhooks,
+            signature::SignedRequest {
+                headers: &recorded.headers,
+                body: &recorded.body,
+            },
+            &[Secret::new(secret)],
+            chrono::Utc::now().timestamp(),
+            300,
+        )
+        .is_ok()
+    };
+    // Both secrets verify the same delivery (workers reread destinations every two seconds).
+    let both = deliver_until_signatures(&app, &receiver, 2).await;
+    assert!(verifies(&both, first) && verifies(&both, &second));
+
+    // Retiring the first leaves one signature, by the second.
+    let (_, view) = admin(&app, Method::GET, "/admin/v1/destinations/rotating", None).await;
+    assert!(!view.to_string().contains(first) && !view.to_string().contains(&second));
+    let first_id = view["secrets"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = admin(
+        &app,
+        Method::DELETE,
+        &format!("/admin/v1/destinations/rotating/secrets/{first_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let one = deliver_until_signatures(&app, &receiver, 1).await;
+    assert!(verifies(&one, &second) && !verifies(&one, first));
+}
+
+/// Sends events until a delivery to `/rotating` carries `signatures` signatures (at most
+/// forty, a quarter second apart), and returns that delivery.
+async fn deliver_until_signatures(
+    app: &TestApp,
+    receiver: &Receiver,
+    signatures: usize,
+) -> support::receiver::Recorded {
+    for attempt in 0..40 {
+        let already = wait_for_path(receiver, "/rotating", 0).await.len();
+        let body = format!(
+            r#"{{"type":"order.shipped","id":"{}"}}"#,
+            uuid::Uuid::now_v7()
+        );
+        assert_eq!(
+            app.post("acme", &[], body).await.status(),
+            StatusCode::ACCEPTED
+        );
+        let requests = wait_for_path(receiver, "/rotating", already + 1).await;
+        let latest = requests.last().expect("a delivery").clone();
+        let count = latest
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count();
+        if count == signatures {
+            return latest;
+        }
+        assert!(attempt < 39, "no delivery carried {signatures} signatures");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    unreachable!("the loop returns or fails")
+}
+
+/// The requests that reached `path`, once there are `count` of them (or after ten seconds).
+async fn wait_for_path(
+    receiver: &Receiver,
+    path: &str,
+    count: usize,
+) -> Vec<support::receiver::Recorded> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let matching: Vec<_> = receiver
+            .requests()
+            .into_iter()
+            .filter(|request| request.path == path)
+            .collect();
+        if matching.len() >= count || Instant::now() > deadline {
+            return matching;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_added() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+    let source = |secrets: Vec<String>| {
+        let config = wasmhook::config::Config::from_toml(&format!(
+            "[[sources]]\nname = \"shop\"\nplugin = \"generic\"\nconfig = '{SHOP_CONFIG}'\nsecrets = {secrets:?}"
+        ))
+        .unwrap();
+        (config.sources[0].to_record(), secrets)
+    };
+    let secrets_of_shop = || async {
+        let stored = wasmhook::store::load_sources(&app.pool).await.unwrap();
+        let shop = stored
+            .iter()
+            .find(|source| source.record.name == "shop")
+            .unwrap();
+        let mut secrets: Vec<(String, String)> = shop
+            .secrets
+            .iter()
+            .map(|(view, secret)| (view.origin.clone(), secret.clone()))
+            .collect();
+        secrets.sort();
+        secrets
+    };
+    wasmhook::store::apply_config_sources(&app.pool, &[source(vec!["from-file-1".into()])])
+        .await
+        .unwrap();
+    let (status, _) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources/shop/secrets",
+        Some(json!({"secret": "from-api"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The file now names another secret, as after an operator edited it and restarted.
+    wasmhook::store::apply_config_sources(&app.pool, &[source(vec!["from-file-2".into()])])
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets_of_shop().await,
+        vec![
+            ("api".to_owned(), "from-api".to_owned()),
+            ("config".to_owned(), "from-file-2".to_owned()),
+        ]
     );
 }

@@ -540,6 +540,10 @@ async fn a_quarantined_request_is_replayed_through_the_fixed_plugin_and_delivere
             .replace("config = \"trap\"", "config = \"well-behaved\""),
     )
     .unwrap();
+    // Applied as a host restart with the fixed config applies it.
+    wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
+        .await
+        .unwrap();
     let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
         .await
         .unwrap();

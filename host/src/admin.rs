@@ -1,5 +1,6 @@
-//! The admin API, `/admin/v1`: destinations, events and replay, behind a bearer token, with
-//! its OpenAPI 3.1 document generated from these handlers at `/admin/v1/openapi.json`.
+//! The admin API, `/admin/v1`: sources, destinations, their secrets, events, replay and
+//! plugins, behind a bearer token, with its OpenAPI 3.1 document generated from these handlers
+//! at `/admin/v1/openapi.json`.
 
 use std::sync::Arc;
 
@@ -17,11 +18,11 @@ use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::config::DestinationConfig;
+use crate::config::{DestinationConfig, SourceConfig};
 use crate::http_error::ApiError;
-use crate::ingest::IngestState;
+use crate::ingest::{IngestState, SourceDefaults};
 use crate::queue::{self, ReplayFilter};
-use crate::store::{self, DestinationChange, EventFilter};
+use crate::store::{self, Change, EventFilter, SecretOwner};
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -30,8 +31,12 @@ pub struct AdminState {
     pub token_digest: [u8; 32],
     /// The ingest routes of this process, refreshed at once after a destination changes.
     pub ingest: Option<Arc<IngestState>>,
-    /// Compiles and checks uploaded plugins.
+    /// Compiles and checks uploaded plugins, and the plugins of new or changed sources.
     pub runtime: Arc<crate::plugins::PluginRuntime>,
+    /// What a source's settings default to, to check a source before storing it.
+    pub source_defaults: SourceDefaults,
+    /// Where plugin files are found, so a new source may name one that is not registered yet.
+    pub plugins_directory: std::path::PathBuf,
 }
 
 impl AdminState {
@@ -40,12 +45,24 @@ impl AdminState {
         token: &str,
         ingest: Option<Arc<IngestState>>,
         runtime: Arc<crate::plugins::PluginRuntime>,
+        source_defaults: SourceDefaults,
+        plugins_directory: std::path::PathBuf,
     ) -> AdminState {
         AdminState {
             pool,
             token_digest: Sha256::digest(token.as_bytes()).into(),
             ingest,
             runtime,
+            source_defaults,
+            plugins_directory,
+        }
+    }
+
+    async fn sources_changed(&self) {
+        if let Some(ingest) = &self.ingest
+            && let Err(error) = ingest.refresh_sources(&self.pool).await
+        {
+            tracing::warn!("cannot refresh sources after an admin change: {error:#}");
         }
     }
 
@@ -62,6 +79,13 @@ impl AdminState {
 #[openapi(
     info(title = "wasmhook admin API", version = "1"),
     paths(
+        list_sources,
+        create_source,
+        get_source,
+        update_source,
+        delete_source,
+        add_source_secret,
+        retire_source_secret,
         list_destinations,
         create_destination,
         get_destination,
@@ -69,6 +93,8 @@ impl AdminState {
         delete_destination,
         pause_destination,
         resume_destination,
+        add_destination_secret,
+        retire_destination_secret,
         list_events,
         get_event,
         replay,
@@ -78,6 +104,13 @@ impl AdminState {
         rollback_plugin,
     ),
     components(schemas(
+        SourceView,
+        SourceConfig,
+        crate::config::RateLimitConfig,
+        crate::config::LimitOverrides,
+        store::SecretView,
+        NewSecret,
+        CreatedSecret,
         DestinationView,
         DestinationConfig,
         store::DestinationStats,
@@ -122,6 +155,24 @@ pub struct ErrorBody {
 /// The admin router, to be served at the root (its paths start with `/admin/v1`).
 pub fn router(state: Arc<AdminState>) -> Router {
     let protected = Router::new()
+        .route("/admin/v1/sources", get(list_sources).post(create_source))
+        .route(
+            "/admin/v1/sources/{name}",
+            get(get_source).put(update_source).delete(delete_source),
+        )
+        .route("/admin/v1/sources/{name}/secrets", post(add_source_secret))
+        .route(
+            "/admin/v1/sources/{name}/secrets/{secret_id}",
+            axum::routing::delete(retire_source_secret),
+        )
+        .route(
+            "/admin/v1/destinations/{name}/secrets",
+            post(add_destination_secret),
+        )
+        .route(
+            "/admin/v1/destinations/{name}/secrets/{secret_id}",
+            axum::routing::delete(retire_destination_secret),
+        )
         .route(
             "/admin/v1/destinations",
             get(list_destinations).post(create_destination),
@@ -188,6 +239,365 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// A source as the API shows it: every setting, never a secret's value.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SourceView {
+    pub name: String,
+    /// Where the platform sends its webhooks.
+    pub webhook_path: String,
+    pub plugin: String,
+    pub config: String,
+    pub signature_tolerance_seconds: Option<i64>,
+    pub rate_limit: Option<crate::config::RateLimitConfig>,
+    pub limits: crate::config::LimitOverrides,
+    pub secrets: Vec<store::SecretView>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SourceView {
+    fn new(source: store::StoredSource) -> Result<SourceView, ApiError> {
+        let record = source.record;
+        let limits = serde_json::from_value(record.limit_overrides)
+            .map_err(|error| ApiError::internal(&anyhow::Error::from(error)))?;
+        Ok(SourceView {
+            webhook_path: format!("/webhooks/{}", record.name),
+            name: record.name,
+            plugin: record.plugin,
+            config: record.config,
+            signature_tolerance_seconds: record.signature_tolerance_seconds,
+            rate_limit: record
+                .rate_limit_requests_per_second
+                .zip(record.rate_limit_burst)
+                .map(
+                    |(requests_per_second, burst)| crate::config::RateLimitConfig {
+                        requests_per_second,
+                        burst: burst.max(0) as u32,
+                    },
+                ),
+            limits,
+            secrets: source.secrets.into_iter().map(|(view, _)| view).collect(),
+            updated_at: source.updated_at,
+        })
+    }
+}
+
+async fn find_source(state: &AdminState, name: &str) -> Result<SourceView, ApiError> {
+    let source = store::load_sources(&state.pool)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .into_iter()
+        .find(|source| source.record.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no source named {name:?}")))?;
+    SourceView::new(source)
+}
+
+/// A secret given over the API: always the value itself. `env:` and `file:` references are for
+/// the config file; over the API they would let a caller read the server's environment or files.
+fn literal_secret(field: &str, text: &str) -> Result<String, ApiError> {
+    if text.is_empty() {
+        return Err(ApiError::invalid_field(field, "is empty"));
+    }
+    if text.starts_with("env:") || text.starts_with("file:") {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be the secret itself (env: and file: references are for the config file)",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Parses and checks a source, then loads its plugin with its config and limits, so that a
+/// source that could not serve is refused before it is stored. Returns the source and its
+/// secrets.
+async fn checked_source(
+    state: &AdminState,
+    body: &[u8],
+) -> Result<(SourceConfig, Vec<String>), ApiError> {
+    let input: SourceConfig =
+        serde_json::from_slice(body).map_err(|error| ApiError::invalid_field("body", error))?;
+    input
+        .check()
+        .map_err(|(field, problem)| ApiError::invalid_field(field, problem))?;
+    let secrets = input
+        .secrets
+        .iter()
+        .map(|secret| literal_secret("secrets", secret.as_literal()))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::hot_reload::register_directory_plugins(
+        &state.plugins_directory,
+        [input.plugin.as_str()],
+        &state.runtime,
+        &state.pool,
+    )
+    .await
+    .map_err(|error| ApiError::invalid_field("plugin", format!("{error:#}")))?;
+    let candidate = store::StoredSource {
+        record: input.to_record(),
+        secrets: Vec::new(),
+        updated_at: Utc::now(),
+    };
+    crate::ingest::build_source(
+        &state.runtime,
+        &state.pool,
+        &candidate,
+        &state.source_defaults,
+    )
+    .await
+    .map_err(|error| ApiError::invalid_field("plugin", format!("{error:#}")))?;
+    Ok((input, secrets))
+}
+
+#[utoipa::path(get, path = "/admin/v1/sources", tag = "sources",
+    responses((status = 200, body = Vec<SourceView>), (status = 401, body = ErrorBody)))]
+async fn list_sources(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<SourceView>>, ApiError> {
+    store::load_sources(&state.pool)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .into_iter()
+        .map(SourceView::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Json)
+}
+
+#[utoipa::path(post, path = "/admin/v1/sources", tag = "sources",
+    request_body(content = SourceConfig, description = "Every key of a `[[sources]]` entry in the config; secrets are the values themselves."),
+    responses((status = 201, body = SourceView), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn create_source(
+    State(state): State<Arc<AdminState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (input, secrets) = checked_source(&state, &body).await?;
+    match store::create_source(&state.pool, &input.to_record(), &secrets)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+    {
+        Change::Done => {}
+        _ => {
+            return Err(ApiError::conflict(format!(
+                "a source named {:?} exists",
+                input.name
+            )));
+        }
+    }
+    state.sources_changed().await;
+    Ok((
+        StatusCode::CREATED,
+        Json(find_source(&state, &input.name).await?),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/admin/v1/sources/{name}", tag = "sources",
+    params(("name" = String, Path)),
+    responses((status = 200, body = SourceView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn get_source(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<SourceView>, ApiError> {
+    find_source(&state, &name).await.map(Json)
+}
+
+#[utoipa::path(put, path = "/admin/v1/sources/{name}", tag = "sources",
+    params(("name" = String, Path)),
+    request_body(content = SourceConfig, description = "The source's settings. Non-empty `secrets` replace every secret; empty or absent keep them (rotate with `/secrets` instead)."),
+    responses((status = 200, body = SourceView), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn update_source(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<SourceView>, ApiError> {
+    find_source(&state, &name).await?;
+    let (input, secrets) = checked_source(&state, &body).await?;
+    if input.name != name {
+        return Err(ApiError::invalid_field(
+            "name",
+            "must equal the name in the path (sources are not renamed)",
+        ));
+    }
+    let replace_secrets = (!secrets.is_empty()).then_some(secrets.as_slice());
+    match store::update_source(&state.pool, &input.to_record(), replace_secrets)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+    {
+        Change::Done => {}
+        _ => return Err(ApiError::not_found(format!("no source named {name:?}"))),
+    }
+    state.sources_changed().await;
+    find_source(&state, &name).await.map(Json)
+}
+
+#[utoipa::path(delete, path = "/admin/v1/sources/{name}", tag = "sources",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn delete_source(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match store::delete_source(&state.pool, &name)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+    {
+        Change::Done => {
+            state.sources_changed().await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError::not_found(format!("no source named {name:?}"))),
+    }
+}
+
+/// A secret to add. A destination generates one when `secret` is absent.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSecret {
+    pub secret: Option<String>,
+}
+
+/// The added secret; a generated one is shown once, here.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedSecret {
+    #[serde(flatten)]
+    pub view: store::SecretView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_secret: Option<String>,
+}
+
+/// Adds a secret to a source or destination, answering 201 with its id.
+async fn add_secret(
+    state: &AdminState,
+    owner: SecretOwner,
+    name: &str,
+    secret: String,
+    generated: bool,
+) -> Result<Response, ApiError> {
+    let view = match store::add_secret(&state.pool, owner, name, &secret)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+    {
+        Ok(view) => view,
+        Err(Change::AlreadyExists) => {
+            return Err(ApiError::conflict(format!(
+                "the {} {name:?} has that secret already",
+                owner_noun(owner)
+            )));
+        }
+        Err(_) => {
+            return Err(ApiError::not_found(format!(
+                "no {} named {name:?}",
+                owner_noun(owner)
+            )));
+        }
+    };
+    match owner {
+        SecretOwner::Source => state.sources_changed().await,
+        SecretOwner::Destination => state.destinations_changed().await,
+    }
+    let created = CreatedSecret {
+        view,
+        generated_secret: generated.then_some(secret),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Retires one secret of a source or destination.
+async fn retire_secret(
+    state: &AdminState,
+    owner: SecretOwner,
+    name: &str,
+    secret_id: Uuid,
+) -> Result<StatusCode, ApiError> {
+    match store::retire_secret(&state.pool, owner, name, secret_id)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+    {
+        Change::Done => {
+            match owner {
+                SecretOwner::Source => state.sources_changed().await,
+                SecretOwner::Destination => state.destinations_changed().await,
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Change::LastSecret => Err(ApiError::conflict(format!(
+            "that is the last secret of the {} {name:?}; add its successor first",
+            owner_noun(owner)
+        ))),
+        _ => Err(ApiError::not_found(format!(
+            "the {} {name:?} has no secret {secret_id}",
+            owner_noun(owner)
+        ))),
+    }
+}
+
+fn new_secret_body(body: &[u8]) -> Result<NewSecret, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::invalid_field("body", error))
+}
+
+#[utoipa::path(post, path = "/admin/v1/sources/{name}/secrets", tag = "sources",
+    params(("name" = String, Path)),
+    request_body(content = NewSecret, description = "The new secret; both it and the old ones match until the old ones are retired."),
+    responses((status = 201, body = CreatedSecret), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn add_source_secret(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = new_secret_body(&body)?;
+    let secret = literal_secret(
+        "secret",
+        request
+            .secret
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid_field("secret", "is required for a source"))?,
+    )?;
+    add_secret(&state, SecretOwner::Source, &name, secret, false).await
+}
+
+#[utoipa::path(delete, path = "/admin/v1/sources/{name}/secrets/{secret_id}", tag = "sources",
+    params(("name" = String, Path), ("secret_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn retire_source_secret(
+    State(state): State<Arc<AdminState>>,
+    Path((name, secret_id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    retire_secret(&state, SecretOwner::Source, &name, secret_id).await
+}
+
+#[utoipa::path(post, path = "/admin/v1/destinations/{name}/secrets", tag = "destinations",
+    params(("name" = String, Path)),
+    request_body(content = NewSecret, description = "The new signing secret (`whsec_…`), generated when absent; deliveries carry a signature for every secret until the old ones are retired."),
+    responses((status = 201, body = CreatedSecret), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn add_destination_secret(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = new_secret_body(&body)?;
+    let (secret, generated) = match request.secret.as_deref() {
+        Some(text) => {
+            let secret = literal_secret("secret", text)?;
+            check_destination_secret(&secret)?;
+            (secret, false)
+        }
+        None => (store::generate_signing_secret(), true),
+    };
+    add_secret(&state, SecretOwner::Destination, &name, secret, generated).await
+}
+
+#[utoipa::path(delete, path = "/admin/v1/destinations/{name}/secrets/{secret_id}", tag = "destinations",
+    params(("name" = String, Path), ("secret_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn retire_destination_secret(
+    State(state): State<Arc<AdminState>>,
+    Path((name, secret_id)): Path<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    retire_secret(&state, SecretOwner::Destination, &name, secret_id).await
+}
+
 /// A destination as the API shows it: every setting, never the secret.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
@@ -206,6 +616,8 @@ pub struct DestinationView {
     pub breaker_failure_threshold: u32,
     pub breaker_cooldown_seconds: f64,
     pub has_signing_secret: bool,
+    /// The signing secrets (never their values); every delivery is signed with each.
+    pub secrets: Vec<store::SecretView>,
     /// Shown once, in the answer that generated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated_signing_secret: Option<String>,
@@ -235,23 +647,53 @@ impl From<crate::delivery::Destination> for DestinationView {
             retry_client_errors: destination.retry_client_errors,
             breaker_failure_threshold: destination.breaker_failure_threshold,
             breaker_cooldown_seconds: destination.breaker_cooldown.as_secs_f64(),
-            has_signing_secret: destination.signing_secret.is_some(),
+            has_signing_secret: !destination.signing_secrets.is_empty(),
+            secrets: Vec::new(),
             generated_signing_secret: None,
             stats: None,
         }
     }
 }
 
-async fn find_destination(
-    state: &AdminState,
-    name: &str,
-) -> Result<crate::delivery::Destination, ApiError> {
-    queue::load_destinations(&state.pool, false)
+/// A destination's view with its secrets listed; 404 when there is none of that name.
+async fn find_destination(state: &AdminState, name: &str) -> Result<DestinationView, ApiError> {
+    let destination = queue::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
         .find(|destination| destination.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no destination named {name:?}")))
+        .ok_or_else(|| ApiError::not_found(format!("no destination named {name:?}")))?;
+    let mut view = DestinationView::from(destination);
+    view.secrets = secrets_of(state, SecretOwner::Destination, name).await?;
+    Ok(view)
+}
+
+/// The secrets of a source or destination, without their values; 404 when it does not exist.
+async fn secrets_of(
+    state: &AdminState,
+    owner: SecretOwner,
+    name: &str,
+) -> Result<Vec<store::SecretView>, ApiError> {
+    store::list_secrets(&state.pool, owner, name)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .ok_or_else(|| ApiError::not_found(format!("no {} named {name:?}", owner_noun(owner))))
+}
+
+fn owner_noun(owner: SecretOwner) -> &'static str {
+    match owner {
+        SecretOwner::Source => "source",
+        SecretOwner::Destination => "destination",
+    }
+}
+
+/// Refuses a destination secret that cannot sign: Standard Webhooks secrets are base64,
+/// usually after a `whsec_` prefix.
+fn check_destination_secret(secret: &str) -> Result<(), ApiError> {
+    crate::signature::Secret::new(secret)
+        .standard_webhooks_key()
+        .map(|_| ())
+        .map_err(|error| ApiError::invalid_field("secret", error))
 }
 
 /// Parses and checks a destination body; the error names the field.
@@ -261,21 +703,11 @@ fn destination_input(body: &[u8]) -> Result<(DestinationConfig, Option<String>),
     input
         .check()
         .map_err(|(field, problem)| ApiError::invalid_field(field, problem))?;
-    // Over the API a secret is always a literal: `env:` and `file:` would let a caller read
-    // the server's environment or files.
     let secret = match &input.secret {
         Some(reference) => {
-            let text = reference.as_literal();
-            if text.starts_with("env:") || text.starts_with("file:") {
-                return Err(ApiError::invalid_field(
-                    "secret",
-                    "must be the secret itself (env: and file: references are for the config file)",
-                ));
-            }
-            if text.is_empty() {
-                return Err(ApiError::invalid_field("secret", "is empty"));
-            }
-            Some(text.to_owned())
+            let secret = literal_secret("secret", reference.as_literal())?;
+            check_destination_secret(&secret)?;
+            Some(secret)
         }
         None => None,
     };
@@ -290,12 +722,16 @@ async fn list_destinations(
     let destinations = queue::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?;
-    Ok(Json(
-        destinations
-            .into_iter()
-            .map(DestinationView::from)
-            .collect(),
-    ))
+    let mut views = Vec::with_capacity(destinations.len());
+    for destination in destinations {
+        let mut view = DestinationView::from(destination);
+        // A destination deleted meanwhile is shown without secrets rather than failing the list.
+        view.secrets = secrets_of(&state, SecretOwner::Destination, &view.name)
+            .await
+            .unwrap_or_default();
+        views.push(view);
+    }
+    Ok(Json(views))
 }
 
 #[utoipa::path(post, path = "/admin/v1/destinations", tag = "destinations",
@@ -308,21 +744,21 @@ async fn create_destination(
 ) -> Result<Response, ApiError> {
     let (input, secret) = destination_input(&body)?;
     let generated = secret.is_none().then(store::generate_signing_secret);
-    let record = input.to_record(secret.or_else(|| generated.clone()));
-    match store::create_destination(&state.pool, &record)
+    let secret = secret.or_else(|| generated.clone()).unwrap_or_default();
+    match store::create_destination(&state.pool, &input.to_record(), &secret)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
-        DestinationChange::AlreadyExists => {
+        Change::Done => {}
+        _ => {
             return Err(ApiError::conflict(format!(
                 "a destination named {:?} exists",
                 input.name
             )));
         }
-        DestinationChange::Done | DestinationChange::NotFound => {}
     }
     state.destinations_changed().await;
-    let mut view = DestinationView::from(find_destination(&state, &input.name).await?);
+    let mut view = find_destination(&state, &input.name).await?;
     view.generated_signing_secret = generated;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -334,7 +770,7 @@ async fn get_destination(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let mut view = DestinationView::from(find_destination(&state, &name).await?);
+    let mut view = find_destination(&state, &name).await?;
     view.stats = Some(
         store::destination_stats(&state.pool, &name)
             .await
@@ -345,7 +781,7 @@ async fn get_destination(
 
 #[utoipa::path(put, path = "/admin/v1/destinations/{name}", tag = "destinations",
     params(("name" = String, Path)),
-    request_body(content = DestinationConfig, description = "The destination's settings; a `secret` replaces the signing secret."),
+    request_body(content = DestinationConfig, description = "The destination's settings; a `secret` replaces every signing secret (to rotate without a gap, add one under `/secrets` instead)."),
     responses((status = 200, body = DestinationView), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn update_destination(
@@ -360,21 +796,19 @@ async fn update_destination(
             "must equal the name in the path (destinations are not renamed)",
         ));
     }
-    match store::update_destination(&state.pool, &input.to_record(secret))
+    match store::update_destination(&state.pool, &input.to_record(), secret.as_deref())
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
-        DestinationChange::NotFound => {
+        Change::Done => {}
+        _ => {
             return Err(ApiError::not_found(format!(
                 "no destination named {name:?}"
             )));
         }
-        DestinationChange::Done | DestinationChange::AlreadyExists => {}
     }
     state.destinations_changed().await;
-    Ok(Json(DestinationView::from(
-        find_destination(&state, &name).await?,
-    )))
+    Ok(Json(find_destination(&state, &name).await?))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/destinations/{name}", tag = "destinations",
@@ -388,13 +822,13 @@ async fn delete_destination(
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
-        DestinationChange::NotFound => Err(ApiError::not_found(format!(
-            "no destination named {name:?}"
-        ))),
-        DestinationChange::Done | DestinationChange::AlreadyExists => {
+        Change::Done => {
             state.destinations_changed().await;
             Ok(StatusCode::NO_CONTENT)
         }
+        _ => Err(ApiError::not_found(format!(
+            "no destination named {name:?}"
+        ))),
     }
 }
 
@@ -407,9 +841,7 @@ async fn set_paused(
     queue::set_paused(&state.pool, name, paused)
         .await
         .map_err(|error| ApiError::internal(&error))?;
-    Ok(Json(DestinationView::from(
-        find_destination(state, name).await?,
-    )))
+    Ok(Json(find_destination(state, name).await?))
 }
 
 #[utoipa::path(post, path = "/admin/v1/destinations/{name}/pause", tag = "destinations",
@@ -614,12 +1046,7 @@ async fn list_plugins(
 }
 
 fn check_plugin_name(name: &str) -> Result<(), ApiError> {
-    let plain = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|byte| {
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
-        });
-    if plain {
+    if crate::config::is_plain_name(name) {
         Ok(())
     } else {
         Err(ApiError::invalid_field(
@@ -648,7 +1075,7 @@ async fn upload_plugin(
         .map_err(|error| ApiError::invalid_field("body", error))?;
     let manifest = serde_json::to_value(plugin.manifest())
         .map_err(|error| ApiError::internal(&error.into()))?;
-    let version_id =
+    let (version_id, _) =
         store::register_plugin_version(&state.pool, &name, plugin.content_hash(), &body, &manifest)
             .await
             .map_err(|error| ApiError::internal(&error))?;

@@ -112,7 +112,7 @@ pub struct RetentionConfig {
 }
 
 /// A token bucket: `requests_per_second` refill, `burst` capacity.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub requests_per_second: f64,
@@ -120,21 +120,29 @@ pub struct RateLimitConfig {
 }
 
 /// Per-source overrides of the plugin limits; absent keys keep `plugins.limits`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_log_bytes: Option<usize>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// The path segment of `POST /webhooks/{name}`: 1-64 characters of a-z, 0-9, '-' and '_'.
     pub name: String,
+    /// The plugin's name: a file `<plugin>.wasm` in the plugins directory, or an uploaded one.
     pub plugin: String,
+    /// The secrets signatures are checked against; several match at once during a rotation.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub secrets: Vec<SecretReference>,
     #[serde(default)]
     pub config: String,
@@ -229,14 +237,13 @@ impl DestinationConfig {
         Ok(())
     }
 
-    /// The row this destination is stored as; `signing_secret` is already resolved.
-    pub fn to_record(&self, signing_secret: Option<String>) -> crate::store::DestinationRecord {
+    /// The row this destination is stored as (its secrets are stored apart).
+    pub fn to_record(&self) -> crate::store::DestinationRecord {
         let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
         crate::store::DestinationRecord {
             name: self.name.clone(),
             url: self.url.clone(),
             routes: self.routes.clone(),
-            signing_secret,
             headers: serde_json::json!(self.headers),
             timeout_ms: milliseconds(self.timeout_seconds),
             retry_schedule_ms: self
@@ -327,19 +334,83 @@ impl SecretReference {
     }
 }
 
-impl SourceConfig {
-    pub fn limits(&self, defaults: &PluginLimits) -> PluginLimits {
+/// Whether `name` is usable in a URL path and a metrics label as it is.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+        })
+}
+
+impl LimitOverrides {
+    /// The limits a source runs under: these overrides over `defaults`.
+    pub fn apply(&self, defaults: &PluginLimits) -> PluginLimits {
         PluginLimits {
-            deadline_ms: self.limits.deadline_ms.unwrap_or(defaults.deadline_ms),
-            max_memory_bytes: self
-                .limits
-                .max_memory_bytes
-                .unwrap_or(defaults.max_memory_bytes),
-            max_output_bytes: self
-                .limits
-                .max_output_bytes
-                .unwrap_or(defaults.max_output_bytes),
-            max_log_bytes: self.limits.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+            deadline_ms: self.deadline_ms.unwrap_or(defaults.deadline_ms),
+            max_memory_bytes: self.max_memory_bytes.unwrap_or(defaults.max_memory_bytes),
+            max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Checks every field that needs no plugin; an error names the field and the problem.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !is_plain_name(&self.name) {
+            return Err((
+                "name",
+                "must be 1-64 characters of a-z, 0-9, '-' and '_'".to_owned(),
+            ));
+        }
+        if !is_plain_name(&self.plugin) {
+            return Err((
+                "plugin",
+                "must be 1-64 characters of a-z, 0-9, '-' and '_'".to_owned(),
+            ));
+        }
+        if self
+            .signature_tolerance_seconds
+            .is_some_and(|seconds| seconds > 86400)
+        {
+            return Err((
+                "signature_tolerance_seconds",
+                "must be at most 86400 (one day)".to_owned(),
+            ));
+        }
+        if let Some(rate_limit) = self.rate_limit
+            && (rate_limit.requests_per_second.is_nan()
+                || rate_limit.requests_per_second <= 0.0
+                || rate_limit.burst == 0
+                || rate_limit.burst > i32::MAX as u32)
+        {
+            return Err((
+                "rate_limit",
+                "needs requests_per_second and burst above 0".to_owned(),
+            ));
+        }
+        if self.limits.deadline_ms == Some(0) || self.limits.max_memory_bytes == Some(0) {
+            return Err((
+                "limits",
+                "deadline_ms and max_memory_bytes must be above 0".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The row this source is stored as (its secrets are stored apart).
+    pub fn to_record(&self) -> crate::store::SourceRecord {
+        crate::store::SourceRecord {
+            name: self.name.clone(),
+            plugin: self.plugin.clone(),
+            config: self.config.clone(),
+            signature_tolerance_seconds: self
+                .signature_tolerance_seconds
+                .map(|seconds| seconds as i64),
+            rate_limit_requests_per_second: self.rate_limit.map(|limit| limit.requests_per_second),
+            rate_limit_burst: self.rate_limit.map(|limit| limit.burst as i32),
+            limit_overrides: serde_json::to_value(&self.limits).expect("limit overrides serialize"),
         }
     }
 }
@@ -395,19 +466,9 @@ impl Config {
         }
         let mut source_names = std::collections::BTreeSet::new();
         for (index, source) in self.sources.iter().enumerate() {
-            let is_plain = |name: &str| {
-                !name.is_empty()
-                    && name.len() <= 64
-                    && name.bytes().all(|byte| {
-                        byte.is_ascii_lowercase()
-                            || byte.is_ascii_digit()
-                            || byte == b'-'
-                            || byte == b'_'
-                    })
-            };
-            if !is_plain(&source.name) {
+            if let Err((field, problem)) = source.check() {
                 bail!(
-                    "invalid configuration: sources[{index}].name {:?} must be 1-64 characters of a-z, 0-9, '-' and '_'",
+                    "invalid configuration: sources[{index}].{field} {problem} (source {:?})",
                     source.name
                 );
             }
@@ -415,15 +476,6 @@ impl Config {
                 bail!(
                     "invalid configuration: sources[{index}].name {:?} is used twice",
                     source.name
-                );
-            }
-            if let Some(rate_limit) = source.rate_limit
-                && (rate_limit.requests_per_second.is_nan()
-                    || rate_limit.requests_per_second <= 0.0
-                    || rate_limit.burst == 0)
-            {
-                bail!(
-                    "invalid configuration: sources[{index}].rate_limit needs requests_per_second and burst above 0"
                 );
             }
         }
@@ -541,7 +593,7 @@ mod tests {
             "[[sources]]\nname = \"a\"\nplugin = \"x\"\nlimits = { deadline_ms = 250 }",
         )
         .unwrap();
-        let limits = config.sources[0].limits(&config.plugins.limits);
+        let limits = config.sources[0].limits.apply(&config.plugins.limits);
         assert_eq!(limits.deadline_ms, 250);
         assert_eq!(
             limits.max_memory_bytes,

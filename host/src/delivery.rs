@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::retry::{self, AttemptOutcome, RetryPolicy};
-use crate::signature::{self, Secret, SignatureScheme};
+use crate::signature::{self, Secret};
 
 /// Response bytes kept in the attempt record.
 const RESPONSE_BODY_KEPT_BYTES: usize = 4096;
@@ -22,7 +22,8 @@ pub struct Destination {
     pub name: String,
     pub url: String,
     pub routes: Vec<String>,
-    pub signing_secret: Option<Secret>,
+    /// Every delivery is signed with each of these (several while a secret is rotated).
+    pub signing_secrets: Vec<Secret>,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
     pub retry_policy: RetryPolicy,
@@ -181,19 +182,12 @@ impl Deliverer {
         for (name, value) in &destination.headers {
             request = request.header(name, value);
         }
-        let signed = match &destination.signing_secret {
-            Some(secret) => signature::sign(
-                &SignatureScheme::StandardWebhooks,
-                secret,
-                cloudevent_json.as_bytes(),
-                webhook_id,
-                now.timestamp(),
-            ),
-            None => Ok(vec![
-                ("webhook-id".to_owned(), webhook_id.to_owned()),
-                ("webhook-timestamp".to_owned(), now.timestamp().to_string()),
-            ]),
-        };
+        let signed = signature::sign_standard_webhooks(
+            &destination.signing_secrets,
+            cloudevent_json.as_bytes(),
+            webhook_id,
+            now.timestamp(),
+        );
         match signed {
             Ok(headers) => {
                 for (name, value) in headers {

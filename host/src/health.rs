@@ -12,7 +12,8 @@ use sqlx::PgPool;
 /// What the health and metrics endpoints look at.
 pub struct HealthState {
     pub pool: PgPool,
-    pub plugins_loaded: usize,
+    /// The sources this process serves, and the ones it cannot.
+    pub ingest: Arc<crate::ingest::IngestState>,
 }
 
 pub fn router(state: Arc<HealthState>) -> axum::Router {
@@ -36,8 +37,20 @@ async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
     )
     .await
     .unwrap_or(false);
-    let plugins = state.plugins_loaded > 0;
-    let status = if database && plugins {
+    // A stored source that cannot be served (its plugin is missing or refuses its config)
+    // is listed but does not take the process out of service: the other sources still work,
+    // and every source the config declares was served at start.
+    let sources_serving = state.ingest.sources.load().len();
+    let mut sources_failing: Vec<String> = state
+        .ingest
+        .failing_sources
+        .lock()
+        .expect("failing sources lock poisoned")
+        .keys()
+        .cloned()
+        .collect();
+    sources_failing.sort();
+    let status = if database {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -47,7 +60,8 @@ async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
         axum::Json(serde_json::json!({
             "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
             "database": if database { "reachable" } else { "unreachable" },
-            "plugins_loaded": state.plugins_loaded,
+            "sources_serving": sources_serving,
+            "sources_failing": sources_failing,
         })),
     )
         .into_response()

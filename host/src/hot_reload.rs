@@ -5,7 +5,7 @@
 //! the request path, checks it against each source's configuration, then swaps it in
 //! atomically. Requests already running finish on the version they started with.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,30 +14,36 @@ use anyhow::Context;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::ingest::{ActivePlugin, IngestState};
 use crate::plugins::{PluginLimits, PluginRuntime};
 use crate::store;
 
-/// Registers the plugin files the sources use as versions, and activates each one whose
-/// content differs from the active version (or that has none).
-pub async fn register_directory_plugins(
-    config: &Config,
+/// When a plugin file becomes the active version.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActivateWhen {
+    /// Its content was never registered, or the plugin has no active version (at start, and
+    /// the first look at a plugin): a restart does not undo an upload or a rollback.
+    NewContent,
+    /// Its content differs from the active version (the file changed while running).
+    DifferentFromActive,
+}
+
+/// Registers the files of the named plugins in `directory` as versions, and activates each
+/// whose content is new.
+pub async fn register_directory_plugins<'a>(
+    directory: &Path,
+    plugin_names: impl IntoIterator<Item = &'a str>,
     runtime: &Arc<PluginRuntime>,
     pool: &PgPool,
 ) -> anyhow::Result<()> {
-    let names: BTreeSet<&str> = config
-        .sources
-        .iter()
-        .map(|source| source.plugin.as_str())
-        .collect();
+    let names: BTreeSet<&str> = plugin_names.into_iter().collect();
     for name in names {
-        let path = config.plugins.dir.join(format!("{name}.wasm"));
+        let path = directory.join(format!("{name}.wasm"));
         if !path.exists() {
             // The database may hold an uploaded version; the sources report it if not.
             continue;
         }
-        activate_file(runtime, pool, name, &path).await?;
+        activate_file(runtime, pool, name, &path, ActivateWhen::NewContent).await?;
     }
     Ok(())
 }
@@ -84,37 +90,46 @@ pub async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<
 
 /// The plugin files the sources use, by plugin name, with when each last changed.
 pub struct WatchedFiles {
-    files: Vec<(String, PathBuf, Option<SystemTime>)>,
+    directory: PathBuf,
+    files: HashMap<String, (PathBuf, Option<SystemTime>)>,
 }
 
 impl WatchedFiles {
-    pub fn new(config: &Config) -> WatchedFiles {
-        let names: BTreeSet<&str> = config
-            .sources
-            .iter()
-            .map(|source| source.plugin.as_str())
-            .collect();
+    /// Watches `directory`; the first look at each plugin name records its file's time.
+    pub fn new(directory: &Path) -> WatchedFiles {
         WatchedFiles {
-            files: names
-                .into_iter()
-                .map(|name| {
-                    let path = config.plugins.dir.join(format!("{name}.wasm"));
-                    let modified = modified_at(&path);
-                    (name.to_owned(), path, modified)
-                })
-                .collect(),
+            directory: directory.to_owned(),
+            files: HashMap::new(),
         }
     }
 
-    /// Registers and activates every file that changed since the last look.
-    async fn activate_changed(&mut self, runtime: &Arc<PluginRuntime>, pool: &PgPool) {
-        for (name, path, last_modified) in &mut self.files {
-            let modified = modified_at(path);
-            if modified.is_none() || modified == *last_modified {
+    /// Registers and activates every file of `plugin_names` that changed since the last look.
+    async fn activate_changed(
+        &mut self,
+        plugin_names: BTreeSet<String>,
+        runtime: &Arc<PluginRuntime>,
+        pool: &PgPool,
+    ) {
+        for name in plugin_names {
+            let (when, path, modified) = match self.files.get(&name) {
+                Some((path, last_modified)) => {
+                    let modified = modified_at(path);
+                    if modified.is_none() || modified == *last_modified {
+                        continue;
+                    }
+                    (ActivateWhen::DifferentFromActive, path.clone(), modified)
+                }
+                None => {
+                    let path = self.directory.join(format!("{name}.wasm"));
+                    let modified = modified_at(&path);
+                    (ActivateWhen::NewContent, path, modified)
+                }
+            };
+            self.files.insert(name.clone(), (path.clone(), modified));
+            if modified.is_none() {
                 continue;
             }
-            *last_modified = modified;
-            if let Err(error) = activate_file(runtime, pool, name, path).await {
+            if let Err(error) = activate_file(runtime, pool, &name, &path, when).await {
                 tracing::error!(
                     plugin = %name,
                     "the changed plugin file {} was not activated: {error:#}",
@@ -137,13 +152,14 @@ async fn activate_file(
     pool: &PgPool,
     name: &str,
     path: &Path,
+    when: ActivateWhen,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let plugin = runtime
         .load_bytes(&path.display().to_string(), &bytes, PluginLimits::default())
         .await?;
     let manifest = serde_json::to_value(plugin.manifest()).context("encoding the manifest")?;
-    let version_id =
+    let (version_id, newly_registered) =
         store::register_plugin_version(pool, name, plugin.content_hash(), &bytes, &manifest)
             .await?;
     let active_hash = store::active_plugin_versions(pool)
@@ -151,7 +167,11 @@ async fn activate_file(
         .into_iter()
         .find(|(active_name, _, _)| active_name == name)
         .map(|(_, _, hash)| hash);
-    if active_hash.as_deref() != Some(plugin.content_hash()) {
+    let activate = match when {
+        ActivateWhen::NewContent => newly_registered || active_hash.is_none(),
+        ActivateWhen::DifferentFromActive => active_hash.as_deref() != Some(plugin.content_hash()),
+    };
+    if activate {
         store::activate_plugin_version(pool, name, version_id).await?;
         tracing::info!(
             plugin = name,
@@ -193,7 +213,14 @@ pub fn start_swapper(
                     }
                 } => {}
             }
-            watched.activate_changed(&runtime, &pool).await;
+            let sources = state.sources.load_full();
+            let plugin_names = sources
+                .values()
+                .map(|source| source.plugin_name.clone())
+                .collect();
+            watched
+                .activate_changed(plugin_names, &runtime, &pool)
+                .await;
             let active = match store::active_plugin_versions(&pool).await {
                 Ok(active) => active,
                 Err(error) => {
@@ -201,7 +228,7 @@ pub fn start_swapper(
                     continue;
                 }
             };
-            for source in state.sources.values() {
+            for source in sources.values() {
                 let Some((_, version_id, _)) = active
                     .iter()
                     .find(|(name, _, _)| *name == source.plugin_name)

@@ -19,15 +19,19 @@ use uuid::Uuid;
 use crate::http_error::ApiError;
 use crate::ingest_queue::IngestQueue;
 use crate::metrics;
-use crate::plugins::{Plugin, PluginOutcome, PluginRequest, RejectionKind, SourceSettings};
+use crate::plugins::{
+    Plugin, PluginOutcome, PluginRequest, PluginRuntime, RejectionKind, SourceSettings,
+};
 use crate::rate_limit::TokenBucket;
 use crate::routes::RoutePatterns;
 use crate::signature::{self, Secret, SignedRequest};
 use crate::store::{IngestOutcome, IngestWrite, RawRequest};
 
-/// One configured source, ready to take requests.
+/// One source, ready to take requests. Rebuilt whole when its row changes.
 pub struct SourceRuntime {
     pub name: String,
+    /// The `updated_at` of the row this was built from.
+    pub revision: chrono::DateTime<chrono::Utc>,
     pub plugin_name: String,
     pub limits: crate::plugins::PluginLimits,
     /// The plugin version serving this source, swapped whole when another is activated;
@@ -52,9 +56,23 @@ pub struct DestinationRoutes {
     pub patterns: RoutePatterns,
 }
 
+/// What a source gets for the settings its row leaves out.
+#[derive(Clone, Debug)]
+pub struct SourceDefaults {
+    pub limits: crate::plugins::PluginLimits,
+    pub signature_tolerance_seconds: u64,
+}
+
 /// What the ingest handler needs.
 pub struct IngestState {
-    pub sources: HashMap<String, SourceRuntime>,
+    /// Swapped whole when sources change (the admin API, another process, the config at
+    /// start); a request keeps the source it started with.
+    pub sources: arc_swap::ArcSwap<HashMap<String, Arc<SourceRuntime>>>,
+    /// Sources whose stored row cannot be served (its plugin is missing or refuses its
+    /// config), with the revision that failed, so each failure is logged once.
+    pub failing_sources: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    pub source_defaults: SourceDefaults,
+    pub runtime: Arc<PluginRuntime>,
     /// Swapped whole when destinations change (the admin API, or another process).
     pub destinations: arc_swap::ArcSwap<Vec<DestinationRoutes>>,
     pub queue: IngestQueue,
@@ -76,7 +94,7 @@ async fn receive_webhook(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Unknown names are counted together, so that arbitrary paths cannot grow the metrics.
-    let source_label = if state.sources.contains_key(&source_name) {
+    let source_label = if state.sources.load().contains_key(&source_name) {
         source_name.as_str()
     } else {
         "unknown"
@@ -109,7 +127,9 @@ async fn handle_webhook(
     let received_at = chrono::Utc::now();
     let source = state
         .sources
+        .load()
         .get(source_name)
+        .cloned()
         .ok_or_else(|| ApiError::unknown_source(source_name))?;
     let body = read_bounded_body(&headers, body, state.max_body_bytes).await?;
 
@@ -241,26 +261,99 @@ async fn handle_webhook(
 
 impl IngestState {
     /// Reloads the destinations' routes from the database.
-    pub async fn refresh_destinations(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
-        let destinations = crate::queue::load_destinations(pool, false).await?;
-        let routes = destinations
-            .into_iter()
-            .filter_map(|destination| {
-                match RoutePatterns::new(&destination.routes) {
-                    Ok(patterns) => Some(DestinationRoutes {
-                        name: destination.name,
-                        patterns,
-                    }),
+    /// Follows the sources in the database: rebuilds each whose row changed, drops deleted
+    /// ones and adds new ones. A source whose new row cannot be served keeps serving as it was
+    /// (or stays absent) and is logged once per revision.
+    pub async fn refresh_sources(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let stored = crate::store::load_sources(pool).await?;
+        let current = self.sources.load_full();
+        let mut next = HashMap::with_capacity(stored.len());
+        let stored_names: std::collections::HashSet<String> = stored
+            .iter()
+            .map(|source| source.record.name.clone())
+            .collect();
+        let mut changed = false;
+        for source in stored {
+            let name = source.record.name.clone();
+            if let Some(existing) = current.get(&name)
+                && existing.revision == source.updated_at
+            {
+                next.insert(name, existing.clone());
+                continue;
+            }
+            let already_failed = self
+                .failing_sources
+                .lock()
+                .expect("failing sources lock poisoned")
+                .get(&name)
+                == Some(&source.updated_at);
+            if !already_failed {
+                match build_source(&self.runtime, pool, &source, &self.source_defaults).await {
+                    Ok(runtime) => {
+                        tracing::info!(
+                            source = %name,
+                            plugin = %runtime.active.load().plugin.label(),
+                            "source ready at POST /webhooks/{name}"
+                        );
+                        self.failing_sources
+                            .lock()
+                            .expect("failing sources lock poisoned")
+                            .remove(&name);
+                        next.insert(name, Arc::new(runtime));
+                        changed = true;
+                        continue;
+                    }
                     Err(error) => {
-                        tracing::warn!(destination = %destination.name, "skipping invalid routes: {error:#}");
-                        None
+                        tracing::error!(source = %name, "the source cannot be served: {error:#}");
+                        self.failing_sources
+                            .lock()
+                            .expect("failing sources lock poisoned")
+                            .insert(name.clone(), source.updated_at);
                     }
                 }
-            })
-            .collect();
-        self.destinations.store(Arc::new(routes));
+            }
+            if let Some(existing) = current.get(&name) {
+                next.insert(name, existing.clone());
+            }
+        }
+        // Deleted sources are forgotten, failing or not.
+        self.failing_sources
+            .lock()
+            .expect("failing sources lock poisoned")
+            .retain(|name, _| stored_names.contains(name));
+        changed |= current.keys().any(|name| !next.contains_key(name));
+        if changed {
+            self.sources.store(Arc::new(next));
+        }
         Ok(())
     }
+
+    pub async fn refresh_destinations(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let destinations = crate::queue::load_destinations(pool, false).await?;
+        self.destinations
+            .store(Arc::new(destination_routes(destinations)));
+        Ok(())
+    }
+}
+
+/// The compiled routes of each destination; one whose stored routes do not compile is
+/// skipped (and logged), since the API and the config refuse such routes.
+pub fn destination_routes(
+    destinations: Vec<crate::delivery::Destination>,
+) -> Vec<DestinationRoutes> {
+    destinations
+        .into_iter()
+        .filter_map(|destination| match RoutePatterns::new(&destination.routes) {
+            Ok(patterns) => Some(DestinationRoutes {
+                name: destination.name,
+                patterns,
+            }),
+            Err(error) => {
+                tracing::warn!(destination = %destination.name, "skipping invalid routes: {error:#}");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Pairs each event with the names of the destinations whose routes match it.
@@ -326,4 +419,59 @@ fn plugin_reply(reply: crate::plugins::PluginReply) -> Response {
         }
     }
     response
+}
+
+/// Loads a stored source's active plugin version with the source's limits, checks its config
+/// through the plugin, and prepares its secrets and rate limiter.
+pub async fn build_source(
+    runtime: &Arc<PluginRuntime>,
+    pool: &sqlx::PgPool,
+    source: &crate::store::StoredSource,
+    defaults: &SourceDefaults,
+) -> anyhow::Result<SourceRuntime> {
+    use anyhow::Context as _;
+    let record = &source.record;
+    let overrides: crate::config::LimitOverrides =
+        serde_json::from_value(record.limit_overrides.clone())
+            .context("reading the source's limit overrides")?;
+    let limits = overrides.apply(&defaults.limits);
+    let version_id = crate::hot_reload::active_version(pool, &record.plugin).await?;
+    let active = crate::hot_reload::load_for_source(
+        runtime,
+        pool,
+        &record.plugin,
+        version_id,
+        limits.clone(),
+        &record.config,
+    )
+    .await
+    .with_context(|| format!("plugin {}", record.plugin))?;
+    let rate_limiter = match (
+        record.rate_limit_requests_per_second,
+        record.rate_limit_burst,
+    ) {
+        (Some(rate), Some(burst)) => Some(Mutex::new(TokenBucket::new(
+            rate,
+            burst.max(1) as u32,
+            Instant::now(),
+        ))),
+        _ => None,
+    };
+    Ok(SourceRuntime {
+        name: record.name.clone(),
+        revision: source.updated_at,
+        plugin_name: record.plugin.clone(),
+        limits,
+        active: arc_swap::ArcSwap::from_pointee(active),
+        secrets: source
+            .secrets
+            .iter()
+            .map(|(_, secret)| Secret::new(secret.clone()))
+            .collect(),
+        config: record.config.clone(),
+        signature_tolerance_seconds: record
+            .signature_tolerance_seconds
+            .unwrap_or(defaults.signature_tolerance_seconds as i64),
+        rate_limiter,
+    })
 }

@@ -23,7 +23,7 @@ struct DestinationRow {
     name: String,
     url: String,
     routes: Vec<String>,
-    signing_secret: Option<String>,
+    signing_secrets: Vec<String>,
     headers: serde_json::Value,
     timeout_ms: i32,
     retry_schedule_ms: Vec<i32>,
@@ -48,11 +48,13 @@ pub async fn load_destinations(
     allow_private_everywhere: bool,
 ) -> anyhow::Result<Vec<Destination>> {
     let rows: Vec<DestinationRow> = sqlx::query_as(
-        "SELECT name, url, routes, signing_secret, headers, timeout_ms, retry_schedule_ms,
+        "SELECT name, url, routes, headers, timeout_ms, retry_schedule_ms,
                 throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
                 allow_private_networks, retry_client_errors, breaker_failure_threshold,
-                breaker_cooldown_ms
-         FROM destinations ORDER BY name",
+                breaker_cooldown_ms,
+                ARRAY(SELECT secret FROM destination_secrets s WHERE s.destination_name = d.name
+                      ORDER BY s.created_at, s.id) AS signing_secrets
+         FROM destinations d ORDER BY name",
     )
     .fetch_all(pool)
     .await
@@ -63,7 +65,7 @@ pub async fn load_destinations(
             name: row.name,
             url: row.url,
             routes: row.routes,
-            signing_secret: row.signing_secret.map(Secret::new),
+            signing_secrets: row.signing_secrets.into_iter().map(Secret::new).collect(),
             headers: row
                 .headers
                 .as_object()

@@ -1,6 +1,7 @@
 //! Replay: finished deliveries made due again, and quarantined requests run through the
 //! current plugin version as if they had just arrived.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,7 +9,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::ingest::route_events;
+use crate::ingest::{
+    SourceDefaults, SourceRuntime, build_source, destination_routes, route_events,
+};
 use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings};
 use crate::queue::{self, ReplayFilter};
 use crate::store::{self, IngestOutcome, IngestWrite};
@@ -39,19 +42,34 @@ pub async fn replay_quarantined(
         pool_memory_bytes: config.plugins.pool_memory_bytes,
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
-    let sources = crate::server::build_sources(config, &runtime, pool).await?;
-    let (destinations, _) = crate::server::build_destinations(config)?;
+    let defaults = SourceDefaults {
+        limits: config.plugins.limits.clone(),
+        signature_tolerance_seconds: config.ingest.signature_tolerance_seconds,
+    };
+    let stored_sources = store::load_sources(pool).await?;
+    let destinations = destination_routes(queue::load_destinations(pool, false).await?);
+    // Each source is built once, when its first request comes up.
+    let mut sources: HashMap<String, Result<SourceRuntime, String>> = HashMap::new();
     let mut results = Vec::with_capacity(requests.len());
     for raw in requests {
-        let Some(source) = sources.get(&raw.source_name) else {
-            results.push((
-                raw.id,
-                QuarantineReplay::NotStored(format!(
-                    "the source {:?} is no longer configured",
-                    raw.source_name
-                )),
-            ));
-            continue;
+        if !sources.contains_key(&raw.source_name) {
+            let built = match stored_sources
+                .iter()
+                .find(|source| source.record.name == raw.source_name)
+            {
+                Some(stored) => build_source(&runtime, pool, stored, &defaults)
+                    .await
+                    .map_err(|error| format!("the source cannot be served: {error:#}")),
+                None => Err(format!("the source {:?} no longer exists", raw.source_name)),
+            };
+            sources.insert(raw.source_name.clone(), built);
+        }
+        let source = match &sources[&raw.source_name] {
+            Ok(source) => source,
+            Err(reason) => {
+                results.push((raw.id, QuarantineReplay::NotStored(reason.clone())));
+                continue;
+            }
         };
         let plugin_request = PluginRequest {
             request_id: raw.id.to_string(),

@@ -47,7 +47,7 @@ pub async fn send(options: SendOptions) -> anyhow::Result<bool> {
     })?;
     let plugin_path: &Path = &config.plugins.dir.join(format!("{}.wasm", source.plugin));
     let plugin = runtime
-        .load_file(plugin_path, source.limits(&config.plugins.limits))
+        .load_file(plugin_path, source.limits.apply(&config.plugins.limits))
         .await?;
     let settings = plugin.configure(&source.config).await?;
     let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -12,11 +12,9 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use crate::ingest::{DestinationRoutes, IngestState, SourceRuntime};
+use crate::ingest::{IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes};
 use crate::ingest_queue::{IngestQueue, IngestQueueSettings};
 use crate::plugins::{PluginRuntime, RuntimeSettings};
-use crate::rate_limit::TokenBucket;
-use crate::routes::RoutePatterns;
 use crate::store::{self, DestinationRecord};
 use crate::worker::{WorkerHandle, WorkerSettings};
 
@@ -141,15 +139,20 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
 
-    let sources = build_sources(&config, &runtime, &database.pool).await?;
-    let (destination_routes, destination_records) = build_destinations(&config)?;
-    let generated = store::upsert_destinations(&database.pool, &destination_records).await?;
+    let generated =
+        store::apply_config_destinations(&database.pool, &config_destinations(&config)?).await?;
     for (name, secret) in generated {
         // Shown once, on the terminal only: secrets never go to the log.
         eprintln!(
             "destination {name}: generated signing secret {secret} (shown once; verify deliveries with it)"
         );
     }
+    let source_defaults = SourceDefaults {
+        limits: config.plugins.limits.clone(),
+        signature_tolerance_seconds: config.ingest.signature_tolerance_seconds,
+    };
+    let (sources, failing_sources) =
+        load_sources(&config, &runtime, &database.pool, &source_defaults).await?;
 
     let queue = IngestQueue::start(
         database.pool.clone(),
@@ -160,13 +163,18 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         },
     );
     let state = Arc::new(IngestState {
-        sources,
-        destinations: arc_swap::ArcSwap::from_pointee(destination_routes),
+        sources: arc_swap::ArcSwap::from_pointee(sources),
+        failing_sources: std::sync::Mutex::new(failing_sources),
+        source_defaults,
+        runtime: runtime.clone(),
+        destinations: arc_swap::ArcSwap::from_pointee(destination_routes(
+            crate::queue::load_destinations(&database.pool, false).await?,
+        )),
         queue,
         max_body_bytes: config.server.max_body_bytes,
     });
-    // Destinations can change under a running host (the admin API, another process): the
-    // ingest routes follow the database every two seconds.
+    // Sources and destinations can change under a running host (the admin API, another
+    // process): the ingest path follows the database every two seconds.
     let refresher = {
         let state = state.clone();
         let pool = database.pool.clone();
@@ -176,6 +184,9 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 if let Err(error) = state.refresh_destinations(&pool).await {
                     tracing::warn!("cannot refresh destinations: {error:#}");
                 }
+                if let Err(error) = state.refresh_sources(&pool).await {
+                    tracing::warn!("cannot refresh sources: {error:#}");
+                }
             }
         })
     };
@@ -183,11 +194,11 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         database.pool.clone(),
         runtime.clone(),
         state.clone(),
-        crate::hot_reload::WatchedFiles::new(&config),
+        crate::hot_reload::WatchedFiles::new(&config.plugins.dir),
     );
     let health = crate::health::router(Arc::new(crate::health::HealthState {
         pool: database.pool.clone(),
-        plugins_loaded: state.sources.len(),
+        ingest: state.clone(),
     }));
     let admin = match config.admin.resolve_token()? {
         Some(token) => Some(crate::admin::router(Arc::new(
@@ -196,6 +207,8 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 token.expose(),
                 roles.ingest.then(|| state.clone()),
                 runtime.clone(),
+                state.source_defaults.clone(),
+                config.plugins.dir.clone(),
             ),
         ))),
         None => {
@@ -279,35 +292,21 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     })
 }
 
-/// Loads every source's plugin (with the source's limits), checks its configuration through
-/// the plugin and resolves its secrets. Errors name the source.
-pub async fn build_sources(
+/// Applies the config's sources to the database (their secrets resolved), registers the plugin
+/// files every stored source uses, and builds every stored source. A config-declared source
+/// that cannot be served stops the start, with the reason; one only the database holds (the
+/// admin API made it) is logged and listed by `/readyz`, and the others serve.
+async fn load_sources(
     config: &Config,
     runtime: &Arc<PluginRuntime>,
     pool: &PgPool,
-) -> anyhow::Result<HashMap<String, SourceRuntime>> {
-    crate::hot_reload::register_directory_plugins(config, runtime, pool).await?;
-    let mut sources = HashMap::new();
+    defaults: &SourceDefaults,
+) -> anyhow::Result<(
+    HashMap<String, Arc<SourceRuntime>>,
+    HashMap<String, chrono::DateTime<chrono::Utc>>,
+)> {
+    let mut config_sources = Vec::with_capacity(config.sources.len());
     for (index, source) in config.sources.iter().enumerate() {
-        let limits = source.limits(&config.plugins.limits);
-        let version_id = crate::hot_reload::active_version(pool, &source.plugin)
-            .await
-            .with_context(|| format!("sources[{index}] ({})", source.name))?;
-        let active = crate::hot_reload::load_for_source(
-            runtime,
-            pool,
-            &source.plugin,
-            version_id,
-            limits.clone(),
-            &source.config,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "sources[{index}] ({}): plugin {}",
-                source.name, source.plugin
-            )
-        })?;
         let secrets = source
             .secrets
             .iter()
@@ -315,61 +314,69 @@ pub async fn build_sources(
             .map(|(secret_index, secret)| {
                 secret
                     .resolve()
+                    .map(|secret| secret.expose().to_owned())
                     .with_context(|| format!("sources[{index}].secrets[{secret_index}]"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        tracing::info!(
-            source = %source.name,
-            plugin = %active.plugin.label(),
-            "source ready at POST /webhooks/{}",
-            source.name
-        );
-        sources.insert(
-            source.name.clone(),
-            SourceRuntime {
-                name: source.name.clone(),
-                plugin_name: source.plugin.clone(),
-                limits,
-                active: arc_swap::ArcSwap::from_pointee(active),
-                secrets: secrets.into(),
-                config: source.config.clone(),
-                signature_tolerance_seconds: source
-                    .signature_tolerance_seconds
-                    .unwrap_or(config.ingest.signature_tolerance_seconds)
-                    as i64,
-                rate_limiter: source.rate_limit.map(|limit| {
-                    Mutex::new(TokenBucket::new(
-                        limit.requests_per_second,
-                        limit.burst,
-                        Instant::now(),
-                    ))
-                }),
-            },
-        );
+        config_sources.push((source.to_record(), secrets));
     }
-
-    Ok(sources)
+    store::apply_config_sources(pool, &config_sources).await?;
+    let stored = store::load_sources(pool).await?;
+    crate::hot_reload::register_directory_plugins(
+        &config.plugins.dir,
+        stored.iter().map(|source| source.record.plugin.as_str()),
+        runtime,
+        pool,
+    )
+    .await?;
+    let mut sources = HashMap::new();
+    let mut failing = HashMap::new();
+    for source in &stored {
+        let name = &source.record.name;
+        match build_source(runtime, pool, source, defaults).await {
+            Ok(built) => {
+                tracing::info!(
+                    source = %name,
+                    plugin = %built.active.load().plugin.label(),
+                    "source ready at POST /webhooks/{name}"
+                );
+                sources.insert(name.clone(), Arc::new(built));
+            }
+            Err(error) => {
+                if let Some(index) = config
+                    .sources
+                    .iter()
+                    .position(|declared| declared.name == *name)
+                {
+                    return Err(error.context(format!("sources[{index}] ({name})")));
+                }
+                tracing::error!(source = %name, "the source cannot be served: {error:#}");
+                failing.insert(name.clone(), source.updated_at);
+            }
+        }
+    }
+    Ok((sources, failing))
 }
 
-/// Compiles every destination's routes and prepares its row.
-pub fn build_destinations(
+/// The config's destinations as rows, each with its secret resolved.
+fn config_destinations(
     config: &Config,
-) -> anyhow::Result<(Vec<DestinationRoutes>, Vec<DestinationRecord>)> {
-    let mut destination_routes = Vec::new();
-    let mut destination_records = Vec::new();
-    for (index, destination) in config.destinations.iter().enumerate() {
-        destination_routes.push(DestinationRoutes {
-            name: destination.name.clone(),
-            patterns: RoutePatterns::new(&destination.routes)?,
-        });
-        let signing_secret = destination
-            .secret
-            .as_ref()
-            .map(|secret| secret.resolve())
-            .transpose()
-            .with_context(|| format!("destinations[{index}].secret"))?;
-        destination_records
-            .push(destination.to_record(signing_secret.map(|secret| secret.expose().to_owned())));
-    }
-    Ok((destination_routes, destination_records))
+) -> anyhow::Result<Vec<(DestinationRecord, Option<String>)>> {
+    config
+        .destinations
+        .iter()
+        .enumerate()
+        .map(|(index, destination)| {
+            let signing_secret = destination
+                .secret
+                .as_ref()
+                .map(|secret| secret.resolve())
+                .transpose()
+                .with_context(|| format!("destinations[{index}].secret"))?;
+            Ok((
+                destination.to_record(),
+                signing_secret.map(|secret| secret.expose().to_owned()),
+            ))
+        })
+        .collect()
 }

@@ -60,7 +60,7 @@ impl Secret {
     }
 
     /// The HMAC key for Standard Webhooks: the base64 after an optional `whsec_` prefix.
-    fn standard_webhooks_key(&self) -> Result<Vec<u8>, SignatureError> {
+    pub fn standard_webhooks_key(&self) -> Result<Vec<u8>, SignatureError> {
         let encoded = self.0.strip_prefix("whsec_").unwrap_or(&self.0);
         BASE64
             .decode(encoded)
@@ -364,6 +364,41 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
+}
+
+/// The Standard Webhooks headers of an outbound delivery, signed with every one of `secrets`:
+/// the signature header carries one `v1,<mac>` per secret, separated by spaces, so a receiver
+/// that knows any of them verifies it while a secret is rotated. No secrets, no signature.
+pub fn sign_standard_webhooks(
+    secrets: &[Secret],
+    body: &[u8],
+    message_id: &str,
+    now_unix_seconds: i64,
+) -> Result<Vec<(String, String)>, SignatureError> {
+    let mut signatures = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        let headers = sign(
+            &SignatureScheme::StandardWebhooks,
+            secret,
+            body,
+            message_id,
+            now_unix_seconds,
+        )?;
+        signatures.extend(
+            headers
+                .into_iter()
+                .filter(|(name, _)| name == "webhook-signature")
+                .map(|(_, value)| value),
+        );
+    }
+    let mut headers = vec![
+        ("webhook-id".to_owned(), message_id.to_owned()),
+        ("webhook-timestamp".to_owned(), now_unix_seconds.to_string()),
+    ];
+    if !signatures.is_empty() {
+        headers.push(("webhook-signature".to_owned(), signatures.join(" ")));
+    }
+    Ok(headers)
 }
 
 /// Signs a request the way a platform using `scheme` would, returning the headers to send.
@@ -906,6 +941,39 @@ mod tests {
             "webhook-signature".to_owned(),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".to_owned()
         )));
+    }
+
+    #[test]
+    fn standard_webhooks_deliveries_carry_one_signature_per_secret() {
+        let official = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let other = Secret::new("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let official_signature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let table: [(Vec<Secret>, Option<usize>); 3] = [
+            (vec![], None),
+            (vec![official.clone()], Some(1)),
+            (vec![other.clone(), official.clone()], Some(2)),
+        ];
+        for (secrets, expected_signatures) in table {
+            let headers = sign_standard_webhooks(
+                &secrets,
+                b"{\"test\": 2432232314}",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+            )
+            .unwrap();
+            assert!(headers.contains(&("webhook-timestamp".to_owned(), "1614265330".to_owned())));
+            let signature = headers
+                .iter()
+                .find(|(name, _)| name == "webhook-signature")
+                .map(|(_, value)| value.clone());
+            assert_eq!(
+                signature.as_ref().map(|value| value.split(' ').count()),
+                expected_signatures
+            );
+            if let Some(signature) = signature {
+                assert!(signature.split(' ').any(|part| part == official_signature));
+            }
+        }
     }
 
     #[test]

@@ -68,14 +68,12 @@ pub async fn is_reachable(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
 
-/// A destination as the configuration declares it.
+/// A destination's settings as stored; its secrets live in `destination_secrets`.
 #[derive(Clone, Debug)]
 pub struct DestinationRecord {
     pub name: String,
     pub url: String,
     pub routes: Vec<String>,
-    /// `None` keeps the stored secret, or generates one for a new destination.
-    pub signing_secret: Option<String>,
     pub headers: serde_json::Value,
     pub timeout_ms: i32,
     pub retry_schedule_ms: Vec<i32>,
@@ -89,27 +87,42 @@ pub struct DestinationRecord {
     pub breaker_cooldown_ms: i32,
 }
 
-/// Inserts or updates the configured destinations. Returns the names and secrets of
-/// destinations that were given a generated secret, so the caller can show them once.
-pub async fn upsert_destinations(
-    pool: &PgPool,
-    destinations: &[DestinationRecord],
-) -> anyhow::Result<Vec<(String, String)>> {
-    let mut generated = Vec::new();
-    for destination in destinations {
-        let candidate_secret = destination
-            .signing_secret
-            .clone()
-            .unwrap_or_else(generate_signing_secret);
-        let (stored_secret,): (Option<String>,) = sqlx::query_as(
-            "INSERT INTO destinations (name, url, routes, signing_secret, headers, timeout_ms,
-                 retry_schedule_ms, throttle_min_delay_ms, max_concurrency, rate_limit_per_second,
-                 paused, allow_private_networks, retry_client_errors, breaker_failure_threshold,
-                 breaker_cooldown_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, routes = EXCLUDED.routes,
-                 signing_secret = CASE WHEN $16 THEN EXCLUDED.signing_secret
-                                       ELSE destinations.signing_secret END,
+/// How a settings write treats an existing row of the same name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    /// Insert, or overwrite the existing row (config applied at start).
+    Upsert,
+    /// Insert only; an existing row is a conflict (the API's create).
+    Create,
+    /// Overwrite only; a missing row is not found (the API's update).
+    Update,
+}
+
+/// The outcome of an admin change to a source, a destination or a secret.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    Done,
+    NotFound,
+    AlreadyExists,
+    /// Retiring the last secret would leave the owner unable to sign or verify.
+    LastSecret,
+}
+
+/// Writes a destination's settings in `transaction`; `false` when `mode` refused the write.
+async fn write_destination_settings(
+    transaction: &mut sqlx::PgConnection,
+    destination: &DestinationRecord,
+    mode: WriteMode,
+) -> anyhow::Result<bool> {
+    if mode == WriteMode::Update
+        && !lock_owner(transaction, SecretOwner::Destination, &destination.name).await?
+    {
+        return Ok(false);
+    }
+    let on_conflict = match mode {
+        WriteMode::Create => "ON CONFLICT (name) DO NOTHING",
+        WriteMode::Upsert | WriteMode::Update => {
+            "ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, routes = EXCLUDED.routes,
                  headers = EXCLUDED.headers, timeout_ms = EXCLUDED.timeout_ms,
                  retry_schedule_ms = EXCLUDED.retry_schedule_ms,
                  throttle_min_delay_ms = EXCLUDED.throttle_min_delay_ms,
@@ -118,35 +131,132 @@ pub async fn upsert_destinations(
                  paused = EXCLUDED.paused, allow_private_networks = EXCLUDED.allow_private_networks,
                  retry_client_errors = EXCLUDED.retry_client_errors,
                  breaker_failure_threshold = EXCLUDED.breaker_failure_threshold,
-                 breaker_cooldown_ms = EXCLUDED.breaker_cooldown_ms, updated_at = now()
-             RETURNING signing_secret",
-        )
-        .bind(&destination.name)
-        .bind(&destination.url)
-        .bind(&destination.routes)
-        .bind(&candidate_secret)
-        .bind(&destination.headers)
-        .bind(destination.timeout_ms)
-        .bind(&destination.retry_schedule_ms)
-        .bind(destination.throttle_min_delay_ms)
-        .bind(destination.max_concurrency)
-        .bind(destination.rate_limit_per_second)
-        .bind(destination.paused)
-        .bind(destination.allow_private_networks)
-        .bind(destination.retry_client_errors)
-        .bind(destination.breaker_failure_threshold)
-        .bind(destination.breaker_cooldown_ms)
-        .bind(destination.signing_secret.is_some())
-        .fetch_one(pool)
-        .await
-        .with_context(|| format!("storing the destination {}", destination.name))?;
-        if destination.signing_secret.is_none()
-            && stored_secret.as_deref() == Some(candidate_secret.as_str())
-        {
-            generated.push((destination.name.clone(), candidate_secret));
+                 breaker_cooldown_ms = EXCLUDED.breaker_cooldown_ms, updated_at = now()"
         }
+    };
+    let written = sqlx::query(&format!(
+        "INSERT INTO destinations (name, url, routes, headers, timeout_ms, retry_schedule_ms,
+             throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
+             allow_private_networks, retry_client_errors, breaker_failure_threshold,
+             breaker_cooldown_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         {on_conflict}"
+    ))
+    .bind(&destination.name)
+    .bind(&destination.url)
+    .bind(&destination.routes)
+    .bind(&destination.headers)
+    .bind(destination.timeout_ms)
+    .bind(&destination.retry_schedule_ms)
+    .bind(destination.throttle_min_delay_ms)
+    .bind(destination.max_concurrency)
+    .bind(destination.rate_limit_per_second)
+    .bind(destination.paused)
+    .bind(destination.allow_private_networks)
+    .bind(destination.retry_client_errors)
+    .bind(destination.breaker_failure_threshold)
+    .bind(destination.breaker_cooldown_ms)
+    .execute(&mut *transaction)
+    .await
+    .with_context(|| format!("storing the destination {}", destination.name))?
+    .rows_affected();
+    Ok(written > 0)
+}
+
+/// Inserts or updates the configured destinations, each with the secret its config names.
+/// Returns the names and secrets of destinations that were given a generated secret (they
+/// had none), so the caller can show them once.
+pub async fn apply_config_destinations(
+    pool: &PgPool,
+    destinations: &[(DestinationRecord, Option<String>)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut generated = Vec::new();
+    for (destination, secret) in destinations {
+        let mut transaction = pool.begin().await.context("starting a transaction")?;
+        write_destination_settings(&mut transaction, destination, WriteMode::Upsert).await?;
+        replace_config_secrets(
+            &mut transaction,
+            SecretOwner::Destination,
+            &destination.name,
+            secret.as_slice(),
+        )
+        .await?;
+        if count_secrets(
+            &mut transaction,
+            SecretOwner::Destination,
+            &destination.name,
+        )
+        .await?
+            == 0
+        {
+            let new_secret = generate_signing_secret();
+            insert_secret(
+                &mut transaction,
+                SecretOwner::Destination,
+                &destination.name,
+                &new_secret,
+                "generated",
+            )
+            .await?;
+            generated.push((destination.name.clone(), new_secret));
+        }
+        transaction
+            .commit()
+            .await
+            .context("committing the destination")?;
     }
     Ok(generated)
+}
+
+/// Creates a destination with its first secret; refuses a name that exists.
+pub async fn create_destination(
+    pool: &PgPool,
+    destination: &DestinationRecord,
+    secret: &str,
+) -> anyhow::Result<Change> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !write_destination_settings(&mut transaction, destination, WriteMode::Create).await? {
+        return Ok(Change::AlreadyExists);
+    }
+    insert_secret(
+        &mut transaction,
+        SecretOwner::Destination,
+        &destination.name,
+        secret,
+        "api",
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .context("committing the destination")?;
+    Ok(Change::Done)
+}
+
+/// Replaces a destination's settings, and all of its secrets with `secret` when given.
+pub async fn update_destination(
+    pool: &PgPool,
+    destination: &DestinationRecord,
+    secret: Option<&str>,
+) -> anyhow::Result<Change> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !write_destination_settings(&mut transaction, destination, WriteMode::Update).await? {
+        return Ok(Change::NotFound);
+    }
+    if let Some(secret) = secret {
+        replace_all_secrets(
+            &mut transaction,
+            SecretOwner::Destination,
+            &destination.name,
+            secret,
+        )
+        .await?;
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the destination")?;
+    Ok(Change::Done)
 }
 
 /// A new Standard Webhooks secret: `whsec_` and 32 bytes from the operating system's CSPRNG,
@@ -652,48 +762,8 @@ mod tests {
     }
 }
 
-/// Whether an admin change found its destination.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DestinationChange {
-    Done,
-    NotFound,
-    AlreadyExists,
-}
-
-async fn destination_exists(pool: &PgPool, name: &str) -> anyhow::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM destinations WHERE name = $1)")
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .context("looking up the destination")
-}
-
-/// Creates a destination; refuses a name that exists.
-pub async fn create_destination(
-    pool: &PgPool,
-    record: &DestinationRecord,
-) -> anyhow::Result<DestinationChange> {
-    if destination_exists(pool, &record.name).await? {
-        return Ok(DestinationChange::AlreadyExists);
-    }
-    upsert_destinations(pool, std::slice::from_ref(record)).await?;
-    Ok(DestinationChange::Done)
-}
-
-/// Replaces a destination's settings (its secret too when `record.signing_secret` is set).
-pub async fn update_destination(
-    pool: &PgPool,
-    record: &DestinationRecord,
-) -> anyhow::Result<DestinationChange> {
-    if !destination_exists(pool, &record.name).await? {
-        return Ok(DestinationChange::NotFound);
-    }
-    upsert_destinations(pool, std::slice::from_ref(record)).await?;
-    Ok(DestinationChange::Done)
-}
-
 /// Deletes a destination with its jobs.
-pub async fn delete_destination(pool: &PgPool, name: &str) -> anyhow::Result<DestinationChange> {
+pub async fn delete_destination(pool: &PgPool, name: &str) -> anyhow::Result<Change> {
     let deleted = sqlx::query("DELETE FROM destinations WHERE name = $1")
         .bind(name)
         .execute(pool)
@@ -701,9 +771,9 @@ pub async fn delete_destination(pool: &PgPool, name: &str) -> anyhow::Result<Des
         .context("deleting the destination")?
         .rows_affected();
     Ok(if deleted == 0 {
-        DestinationChange::NotFound
+        Change::NotFound
     } else {
-        DestinationChange::Done
+        Change::Done
     })
 }
 
@@ -984,19 +1054,20 @@ pub async fn event_detail(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Even
 }
 
 /// Stores a checked component as a version of `plugin_name` (once per content hash) and
-/// returns its id.
+/// returns its id, and whether this call stored it (rather than finding it).
 pub async fn register_plugin_version(
     pool: &PgPool,
     plugin_name: &str,
     content_sha256: &str,
     component: &[u8],
     manifest: &serde_json::Value,
-) -> anyhow::Result<Uuid> {
-    sqlx::query_scalar(
+) -> anyhow::Result<(Uuid, bool)> {
+    // `xmax = 0` holds for a row this statement inserted, not for one it found.
+    sqlx::query_as(
         "INSERT INTO plugin_versions (id, plugin_name, content_sha256, component, manifest)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (plugin_name, content_sha256) DO UPDATE SET plugin_name = EXCLUDED.plugin_name
-         RETURNING id",
+         RETURNING id, (xmax = 0) AS inserted",
     )
     .bind(Uuid::now_v7())
     .bind(plugin_name)
@@ -1107,4 +1178,467 @@ pub async fn list_plugin_versions(pool: &PgPool) -> anyhow::Result<Vec<PluginVer
     .fetch_all(pool)
     .await
     .context("listing plugin versions")
+}
+
+/// Whose secrets a secret operation touches. Sources check signatures with every one of
+/// theirs; destinations sign every delivery with every one of theirs.
+#[derive(Clone, Copy, Debug)]
+pub enum SecretOwner {
+    Source,
+    Destination,
+}
+
+impl SecretOwner {
+    /// The owners' table, the secrets' table and its column naming the owner.
+    fn tables(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            SecretOwner::Source => ("sources", "source_secrets", "source_name"),
+            SecretOwner::Destination => ("destinations", "destination_secrets", "destination_name"),
+        }
+    }
+}
+
+/// A secret as the API shows it: never its value.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct SecretView {
+    pub id: Uuid,
+    /// `config` (from the config file, replaced from it at start), `api` or `generated`.
+    pub origin: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Locks the owner's row for the rest of the transaction; `false` when it does not exist.
+async fn lock_owner(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+) -> anyhow::Result<bool> {
+    let (owners, _, _) = owner.tables();
+    let found: Option<i32> = sqlx::query_scalar(&format!(
+        "SELECT 1 FROM {owners} WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(name)
+    .fetch_optional(&mut *transaction)
+    .await
+    .with_context(|| format!("locking {owners} row {name}"))?;
+    Ok(found.is_some())
+}
+
+/// Marks the owner changed, so every host process rebuilds what it keeps of it.
+async fn touch_owner(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+) -> anyhow::Result<()> {
+    let (owners, _, _) = owner.tables();
+    sqlx::query(&format!(
+        "UPDATE {owners} SET updated_at = now() WHERE name = $1"
+    ))
+    .bind(name)
+    .execute(&mut *transaction)
+    .await
+    .with_context(|| format!("marking {owners} row {name} changed"))?;
+    Ok(())
+}
+
+async fn count_secrets(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+) -> anyhow::Result<i64> {
+    let (_, secrets, owner_column) = owner.tables();
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {secrets} WHERE {owner_column} = $1"
+    ))
+    .bind(name)
+    .fetch_one(&mut *transaction)
+    .await
+    .context("counting secrets")
+}
+
+/// Adds a secret unless the owner has it already; `None` when it had.
+async fn insert_secret(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+    secret: &str,
+    origin: &str,
+) -> anyhow::Result<Option<SecretView>> {
+    let (_, secrets, owner_column) = owner.tables();
+    let inserted = sqlx::query_as(&format!(
+        "INSERT INTO {secrets} (id, {owner_column}, secret, origin) VALUES ($1, $2, $3, $4)
+         ON CONFLICT ({owner_column}, secret) DO NOTHING
+         RETURNING id, origin, created_at"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(name)
+    .bind(secret)
+    .bind(origin)
+    .fetch_optional(&mut *transaction)
+    .await
+    .context("storing a secret")?;
+    if inserted.is_some() {
+        touch_owner(transaction, owner, name).await?;
+    }
+    Ok(inserted)
+}
+
+/// Makes the config-owned secrets exactly `config_secrets`, leaving the API's alone.
+async fn replace_config_secrets(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+    config_secrets: &[String],
+) -> anyhow::Result<()> {
+    let (_, secrets, owner_column) = owner.tables();
+    let removed = sqlx::query(&format!(
+        "DELETE FROM {secrets} WHERE {owner_column} = $1 AND origin = 'config'
+             AND NOT (secret = ANY($2))"
+    ))
+    .bind(name)
+    .bind(config_secrets)
+    .execute(&mut *transaction)
+    .await
+    .context("removing secrets the config no longer names")?
+    .rows_affected();
+    if removed > 0 {
+        touch_owner(transaction, owner, name).await?;
+    }
+    for secret in config_secrets {
+        insert_secret(transaction, owner, name, secret, "config").await?;
+    }
+    Ok(())
+}
+
+/// Replaces every secret of the owner with `secret`.
+async fn replace_all_secrets(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+    secret: &str,
+) -> anyhow::Result<()> {
+    let (_, secrets, owner_column) = owner.tables();
+    sqlx::query(&format!("DELETE FROM {secrets} WHERE {owner_column} = $1"))
+        .bind(name)
+        .execute(&mut *transaction)
+        .await
+        .context("removing the old secrets")?;
+    insert_secret(transaction, owner, name, secret, "api").await?;
+    Ok(())
+}
+
+/// The secrets of an owner, oldest first, without their values; `None` when it does not exist.
+pub async fn list_secrets(
+    pool: &PgPool,
+    owner: SecretOwner,
+    name: &str,
+) -> anyhow::Result<Option<Vec<SecretView>>> {
+    let mut connection = pool.acquire().await.context("acquiring a connection")?;
+    let (owners, secrets, owner_column) = owner.tables();
+    let exists: bool = sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM {owners} WHERE name = $1)"
+    ))
+    .bind(name)
+    .fetch_one(&mut *connection)
+    .await
+    .context("looking up the owner of the secrets")?;
+    if !exists {
+        return Ok(None);
+    }
+    let views = sqlx::query_as(&format!(
+        "SELECT id, origin, created_at FROM {secrets} WHERE {owner_column} = $1
+         ORDER BY created_at, id"
+    ))
+    .bind(name)
+    .fetch_all(&mut *connection)
+    .await
+    .context("listing secrets")?;
+    Ok(Some(views))
+}
+
+/// Adds a secret through the API; both old and new ones are in force until one is retired.
+pub async fn add_secret(
+    pool: &PgPool,
+    owner: SecretOwner,
+    name: &str,
+    secret: &str,
+) -> anyhow::Result<Result<SecretView, Change>> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !lock_owner(&mut transaction, owner, name).await? {
+        return Ok(Err(Change::NotFound));
+    }
+    let Some(view) = insert_secret(&mut transaction, owner, name, secret, "api").await? else {
+        return Ok(Err(Change::AlreadyExists));
+    };
+    transaction
+        .commit()
+        .await
+        .context("committing the secret")?;
+    Ok(Ok(view))
+}
+
+/// Retires one secret; refuses the last one, which would leave nothing to sign or verify with.
+pub async fn retire_secret(
+    pool: &PgPool,
+    owner: SecretOwner,
+    name: &str,
+    secret_id: Uuid,
+) -> anyhow::Result<Change> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !lock_owner(&mut transaction, owner, name).await? {
+        return Ok(Change::NotFound);
+    }
+    if count_secrets(&mut transaction, owner, name).await? <= 1 {
+        let (_, secrets, owner_column) = owner.tables();
+        let is_theirs: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {secrets} WHERE {owner_column} = $1 AND id = $2)"
+        ))
+        .bind(name)
+        .bind(secret_id)
+        .fetch_one(&mut *transaction)
+        .await
+        .context("looking up the secret")?;
+        return Ok(if is_theirs {
+            Change::LastSecret
+        } else {
+            Change::NotFound
+        });
+    }
+    let (_, secrets, owner_column) = owner.tables();
+    let removed = sqlx::query(&format!(
+        "DELETE FROM {secrets} WHERE {owner_column} = $1 AND id = $2"
+    ))
+    .bind(name)
+    .bind(secret_id)
+    .execute(&mut *transaction)
+    .await
+    .context("retiring the secret")?
+    .rows_affected();
+    if removed == 0 {
+        return Ok(Change::NotFound);
+    }
+    touch_owner(&mut transaction, owner, name).await?;
+    transaction
+        .commit()
+        .await
+        .context("committing the retirement")?;
+    Ok(Change::Done)
+}
+
+/// A source's settings as stored; its secrets live in `source_secrets`.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct SourceRecord {
+    pub name: String,
+    pub plugin: String,
+    pub config: String,
+    pub signature_tolerance_seconds: Option<i64>,
+    pub rate_limit_requests_per_second: Option<f64>,
+    pub rate_limit_burst: Option<i32>,
+    /// The `[sources.limits]` overrides as a JSON object.
+    pub limit_overrides: serde_json::Value,
+}
+
+/// A stored source with its secrets, as every host process serves it.
+#[derive(Clone, Debug)]
+pub struct StoredSource {
+    pub record: SourceRecord,
+    pub secrets: Vec<(SecretView, String)>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Writes a source's settings in `transaction`; `false` when `mode` refused the write.
+async fn write_source_settings(
+    transaction: &mut sqlx::PgConnection,
+    source: &SourceRecord,
+    mode: WriteMode,
+) -> anyhow::Result<bool> {
+    if mode == WriteMode::Update
+        && !lock_owner(transaction, SecretOwner::Source, &source.name).await?
+    {
+        return Ok(false);
+    }
+    // An unchanged row keeps its `updated_at`, so a restart does not make every host process
+    // rebuild every source.
+    let on_conflict = match mode {
+        WriteMode::Create => "ON CONFLICT (name) DO NOTHING",
+        WriteMode::Upsert | WriteMode::Update => {
+            "ON CONFLICT (name) DO UPDATE SET plugin = EXCLUDED.plugin, config = EXCLUDED.config,
+                 signature_tolerance_seconds = EXCLUDED.signature_tolerance_seconds,
+                 rate_limit_requests_per_second = EXCLUDED.rate_limit_requests_per_second,
+                 rate_limit_burst = EXCLUDED.rate_limit_burst,
+                 limit_overrides = EXCLUDED.limit_overrides, updated_at = now()
+             WHERE (sources.plugin, sources.config, sources.signature_tolerance_seconds,
+                    sources.rate_limit_requests_per_second, sources.rate_limit_burst,
+                    sources.limit_overrides)
+                 IS DISTINCT FROM
+                   (EXCLUDED.plugin, EXCLUDED.config, EXCLUDED.signature_tolerance_seconds,
+                    EXCLUDED.rate_limit_requests_per_second, EXCLUDED.rate_limit_burst,
+                    EXCLUDED.limit_overrides)"
+        }
+    };
+    let written = sqlx::query(&format!(
+        "INSERT INTO sources (name, plugin, config, signature_tolerance_seconds,
+             rate_limit_requests_per_second, rate_limit_burst, limit_overrides)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         {on_conflict}"
+    ))
+    .bind(&source.name)
+    .bind(&source.plugin)
+    .bind(&source.config)
+    .bind(source.signature_tolerance_seconds)
+    .bind(source.rate_limit_requests_per_second)
+    .bind(source.rate_limit_burst)
+    .bind(&source.limit_overrides)
+    .execute(&mut *transaction)
+    .await
+    .with_context(|| format!("storing the source {}", source.name))?
+    .rows_affected();
+    Ok(written > 0 || mode != WriteMode::Create)
+}
+
+/// Inserts or updates the configured sources, each with the secrets its config names.
+pub async fn apply_config_sources(
+    pool: &PgPool,
+    sources: &[(SourceRecord, Vec<String>)],
+) -> anyhow::Result<()> {
+    for (source, secrets) in sources {
+        let mut transaction = pool.begin().await.context("starting a transaction")?;
+        write_source_settings(&mut transaction, source, WriteMode::Upsert).await?;
+        replace_config_secrets(&mut transaction, SecretOwner::Source, &source.name, secrets)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .context("committing the source")?;
+    }
+    Ok(())
+}
+
+/// Creates a source with its secrets; refuses a name that exists.
+pub async fn create_source(
+    pool: &PgPool,
+    source: &SourceRecord,
+    secrets: &[String],
+) -> anyhow::Result<Change> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !write_source_settings(&mut transaction, source, WriteMode::Create).await? {
+        return Ok(Change::AlreadyExists);
+    }
+    for secret in secrets {
+        insert_secret(
+            &mut transaction,
+            SecretOwner::Source,
+            &source.name,
+            secret,
+            "api",
+        )
+        .await?;
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the source")?;
+    Ok(Change::Done)
+}
+
+/// Replaces a source's settings, and all of its secrets with `secrets` when given.
+pub async fn update_source(
+    pool: &PgPool,
+    source: &SourceRecord,
+    secrets: Option<&[String]>,
+) -> anyhow::Result<Change> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !write_source_settings(&mut transaction, source, WriteMode::Update).await? {
+        return Ok(Change::NotFound);
+    }
+    if let Some(secrets) = secrets {
+        sqlx::query("DELETE FROM source_secrets WHERE source_name = $1")
+            .bind(&source.name)
+            .execute(&mut *transaction)
+            .await
+            .context("removing the old secrets")?;
+        for secret in secrets {
+            insert_secret(
+                &mut transaction,
+                SecretOwner::Source,
+                &source.name,
+                secret,
+                "api",
+            )
+            .await?;
+        }
+        touch_owner(&mut transaction, SecretOwner::Source, &source.name).await?;
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the source")?;
+    Ok(Change::Done)
+}
+
+/// Deletes a source. Its stored requests and events stay until retention removes them.
+pub async fn delete_source(pool: &PgPool, name: &str) -> anyhow::Result<Change> {
+    let deleted = sqlx::query("DELETE FROM sources WHERE name = $1")
+        .bind(name)
+        .execute(pool)
+        .await
+        .context("deleting the source")?
+        .rows_affected();
+    Ok(if deleted == 0 {
+        Change::NotFound
+    } else {
+        Change::Done
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    #[sqlx(flatten)]
+    record: SourceRecord,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceSecretRow {
+    source_name: String,
+    secret: String,
+    #[sqlx(flatten)]
+    view: SecretView,
+}
+
+/// Every source with its secrets (values included: the ingest path verifies with them).
+pub async fn load_sources(pool: &PgPool) -> anyhow::Result<Vec<StoredSource>> {
+    let mut connection = pool.acquire().await.context("acquiring a connection")?;
+    let rows: Vec<SourceRow> = sqlx::query_as(
+        "SELECT name, plugin, config, signature_tolerance_seconds, rate_limit_requests_per_second,
+                rate_limit_burst, limit_overrides, updated_at
+         FROM sources ORDER BY name",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .context("loading sources")?;
+    let secret_rows: Vec<SourceSecretRow> = sqlx::query_as(
+        "SELECT source_name, secret, id, origin, created_at FROM source_secrets
+         ORDER BY created_at, id",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .context("loading source secrets")?;
+    let mut secrets_by_source: HashMap<String, Vec<(SecretView, String)>> = HashMap::new();
+    for row in secret_rows {
+        secrets_by_source
+            .entry(row.source_name)
+            .or_default()
+            .push((row.view, row.secret));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| StoredSource {
+            secrets: secrets_by_source
+                .remove(&row.record.name)
+                .unwrap_or_default(),
+            record: row.record,
+            updated_at: row.updated_at,
+        })
+        .collect())
 }

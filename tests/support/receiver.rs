@@ -25,6 +25,7 @@ pub enum Reply {
 /// One request as it arrived.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub arrived_at: Instant,
@@ -107,12 +108,14 @@ impl Receiver {
 
 async fn receive(
     State(state): State<Arc<Mutex<ReceiverState>>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let reply = {
         let mut state = state.lock().unwrap();
         state.requests.push(Recorded {
+            path: uri.path().to_owned(),
             headers: headers
                 .iter()
                 .map(|(name, value)| {
