@@ -295,6 +295,19 @@ async fn fifty_concurrent_identical_requests_store_exactly_one_event() {
     assert_eq!(event_ids.len(), 1, "every answer names the first event");
     let counts = app.counts().await;
     assert_eq!((counts.events, counts.raw_requests), (1, 1));
+    let listed = wasmhook::store::list_events(
+        &app.pool,
+        &wasmhook::store::EventFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        listed[0].duplicates_suppressed, 49,
+        "the event shows how many duplicates were suppressed"
+    );
 }
 
 #[tokio::test]

@@ -398,6 +398,7 @@ async fn write_batch_inner(
             .collect();
     }
 
+    let mut suppressed: HashMap<(&str, &str), i32> = HashMap::new();
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut raw_rows: Vec<(&RawRequest, &'static str, Option<&str>)> = Vec::new();
     let mut event_rows: Vec<(Uuid, &RawRequest, &NormalizedEvent)> = Vec::new();
@@ -421,7 +422,10 @@ async fn write_batch_inner(
                         for destination in destinations {
                             job_rows.push((Uuid::now_v7(), *row_id, destination.as_str()));
                         }
-                    } else if first_duplicate.is_none() {
+                        continue;
+                    }
+                    *suppressed.entry(key).or_default() += 1;
+                    if first_duplicate.is_none() {
                         first_duplicate = Some(if claim_won {
                             first_claim[&key]
                         } else {
@@ -443,6 +447,33 @@ async fn write_batch_inner(
                 }
             }
         }
+    }
+
+    if !suppressed.is_empty() {
+        // In key order, like the claims, so concurrent batches lock rows in the same order.
+        let mut counts: Vec<((&str, &str), i32)> = suppressed.into_iter().collect();
+        counts.sort_unstable();
+        sqlx::query(
+            "UPDATE dedupe_keys d SET duplicates_suppressed = d.duplicates_suppressed + c.count
+             FROM UNNEST($1::text[], $2::text[], $3::int[]) AS c (source_name, event_id, count)
+             WHERE d.source_name = c.source_name AND d.event_id = c.event_id",
+        )
+        .bind(
+            counts
+                .iter()
+                .map(|((source, _), _)| *source)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            counts
+                .iter()
+                .map(|((_, event_id), _)| *event_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(counts.iter().map(|(_, count)| *count).collect::<Vec<_>>())
+        .execute(&mut *transaction)
+        .await
+        .context("counting suppressed duplicates")?;
     }
 
     if !raw_rows.is_empty() {
@@ -840,18 +871,23 @@ pub struct EventSummary {
     pub subject: Option<String>,
     pub created_at: DateTime<Utc>,
     pub raw_request_id: Uuid,
+    /// Later arrivals of this event id answered as duplicates within the dedupe window.
+    pub duplicates_suppressed: i32,
 }
 
 pub async fn list_events(pool: &PgPool, filter: &EventFilter) -> anyhow::Result<Vec<EventSummary>> {
     sqlx::query_as(
-        "SELECT id, source_name, event_id, event_type, subject, created_at, raw_request_id
-         FROM events
-         WHERE ($1::text IS NULL OR source_name = $1)
-           AND ($2::text IS NULL OR event_type = $2)
-           AND ($3::timestamptz IS NULL OR created_at >= $3)
-           AND ($4::timestamptz IS NULL OR created_at < $4)
-           AND ($5::uuid IS NULL OR id < $5)
-         ORDER BY id DESC LIMIT $6",
+        "SELECT e.id, e.source_name, e.event_id, e.event_type, e.subject, e.created_at,
+                e.raw_request_id, coalesce(d.duplicates_suppressed, 0) AS duplicates_suppressed
+         FROM events e
+         LEFT JOIN dedupe_keys d ON d.source_name = e.source_name AND d.event_id = e.event_id
+                                AND d.event_row_id = e.id
+         WHERE ($1::text IS NULL OR e.source_name = $1)
+           AND ($2::text IS NULL OR e.event_type = $2)
+           AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+           AND ($4::timestamptz IS NULL OR e.created_at < $4)
+           AND ($5::uuid IS NULL OR e.id < $5)
+         ORDER BY e.id DESC LIMIT $6",
     )
     .bind(filter.source_name.as_deref())
     .bind(filter.event_type.as_deref())
