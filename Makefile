@@ -8,6 +8,9 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmhook/target
 export CARGO_TARGET_DIR
 
 PLUGINS := github netflix generic shopify gitlab
+# Plugins in other languages: stripe in JavaScript (componentize-js from npm, versions locked in
+# its package-lock.json) and slack in Python (componentize-py from PyPI, pinned, in a venv).
+PYTHON_VENV := target/python-venv
 TEST_PLUGINS := hostile
 WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-wasip2/plugin
 OCTOKIT_VERSION := 7.6.1
@@ -38,11 +41,22 @@ python-deps:
 		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis==4.32.5
 
 # One component per plugin at target/plugins/<name>.wasm.
-plugins: toolchain
+plugins: toolchain target/plugins/stripe.wasm target/plugins/slack.wasm
 	cargo build --profile plugin --target wasm32-wasip2 $(foreach p,$(PLUGINS),-p wasmhook-plugin-$(p))
 	@mkdir -p target/plugins
 	@$(foreach p,$(PLUGINS),cp $(WASM_OUT)/wasmhook_plugin_$(p).wasm target/plugins/$(p).wasm;)
 	@ls -l target/plugins
+
+target/plugins/stripe.wasm: wit/plugin.wit plugins/stripe/build.mjs plugins/stripe/package-lock.json $(wildcard plugins/stripe/src/*.js)
+	cd plugins/stripe && npm ci --silent --no-audit --no-fund && npm run --silent build
+
+$(PYTHON_VENV)/bin/componentize-py: plugins/slack/requirements.txt
+	python3 -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/pip install --quiet --disable-pip-version-check -r plugins/slack/requirements.txt
+	@touch $@
+
+target/plugins/slack.wasm: $(PYTHON_VENV)/bin/componentize-py wit/plugin.wit plugins/slack/build.sh $(wildcard plugins/slack/src/*.py)
+	plugins/slack/build.sh
 
 # Plugins that misbehave on purpose, for the isolation tests; never served by `make run`.
 test-plugins: toolchain

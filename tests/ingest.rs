@@ -710,3 +710,79 @@ secrets = ["glpat-secret-token"]
         ]
     );
 }
+
+/// The JavaScript (stripe) and Python (slack) plugins serve in a real host like the Rust ones.
+#[tokio::test]
+async fn the_javascript_and_python_plugins_serve_real_requests() {
+    let app = TestApp::spawn(
+        r#"
+[[sources]]
+name = "stripe"
+plugin = "stripe"
+secrets = ["whsec_stripe_test_secret"]
+
+[[sources]]
+name = "slack"
+plugin = "slack"
+secrets = ["slack-test-signing-secret"]
+"#,
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+
+    let stripe_body = r#"{"id":"evt_1","object":"event","type":"payment_intent.succeeded","created":1680064028,"data":{"object":{"id":"pi_1","object":"payment_intent"}}}"#;
+    let stripe_headers = signature::sign(
+        &SignatureScheme::Stripe,
+        &Secret::new("whsec_stripe_test_secret"),
+        stripe_body.as_bytes(),
+        "",
+        now,
+    )
+    .unwrap();
+    let (status, answer) = json(app.post("stripe", &stripe_headers, stripe_body).await).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, answer) = json(app.post("stripe", &stripe_headers, stripe_body).await).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::OK, Some("duplicate")),
+        "Stripe's event id dedupes"
+    );
+    let tampered = stripe_body.replace("pi_1", "pi_2");
+    let status = app.post("stripe", &stripe_headers, tampered).await.status();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let slack_scheme = SignatureScheme::VersionedHmac {
+        signature_header: "x-slack-signature".to_owned(),
+        timestamp_header: "x-slack-request-timestamp".to_owned(),
+        version: "v0".to_owned(),
+    };
+    let handshake = r#"{"token":"t","challenge":"the-challenge","type":"url_verification"}"#;
+    let headers = signature::sign(
+        &slack_scheme,
+        &Secret::new("slack-test-signing-secret"),
+        handshake.as_bytes(),
+        "",
+        now,
+    )
+    .unwrap();
+    let response = app.post("slack", &headers, handshake).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("the-challenge"));
+    let event = r#"{"type":"event_callback","team_id":"T1","event_id":"Ev1","event_time":1680064028,"event":{"type":"app_mention","user":"U1","channel":"C1","text":"hi","ts":"1.2"}}"#;
+    let headers = signature::sign(
+        &slack_scheme,
+        &Secret::new("slack-test-signing-secret"),
+        event.as_bytes(),
+        "",
+        now,
+    )
+    .unwrap();
+    let (status, answer) = json(app.post("slack", &headers, event).await).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let counts = app.counts().await;
+    assert_eq!(
+        (counts.events, counts.raw_requests),
+        (2, 2),
+        "one Stripe and one Slack event; the handshake stored nothing"
+    );
+}

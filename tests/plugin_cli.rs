@@ -232,7 +232,7 @@ fn json_log_format_writes_one_json_object_per_line() {
 
 #[test]
 fn every_plugin_passes_its_fixtures() {
-    for name in ["github", "netflix", "shopify", "gitlab"] {
+    for name in ["github", "netflix", "shopify", "gitlab", "stripe", "slack"] {
         let fixtures = support::repository_root().join(format!("plugins/{name}/fixtures"));
         let output = wasmhook(&[
             "plugin",

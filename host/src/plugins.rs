@@ -275,11 +275,12 @@ impl PluginRuntime {
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         let instances = settings.max_concurrent_instances.max(1);
         // Components built by wit-component link a few core modules (the plugin, shims, an
-        // adapter); JavaScript and Python components link more. Two memories per instance
-        // cover every toolchain measured here.
+        // adapter); a componentize-js component links 4 and a componentize-py one 14, so the
+        // pool holds 16 per instance, enough for every slot to run a Python plugin at once.
+        // Two memories per instance cover every toolchain measured here.
         pool.total_component_instances(instances)
             .max_core_instances_per_component(32)
-            .total_core_instances(instances * 8)
+            .total_core_instances(instances * 16)
             .max_memories_per_component(4)
             .total_memories(instances * 2)
             .max_tables_per_component(8)

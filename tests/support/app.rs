@@ -24,7 +24,9 @@ fn plugins_dir() -> tempfile::TempDir {
     for (folder, names) in [
         (
             "plugins",
-            &["github", "netflix", "generic", "shopify", "gitlab"][..],
+            &[
+                "github", "netflix", "generic", "shopify", "gitlab", "stripe", "slack",
+            ][..],
         ),
         ("test-plugins", &["hostile"][..]),
     ] {
