@@ -39,6 +39,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub header_read_timeout_seconds: u64,
+    pub max_head_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -57,6 +58,8 @@ pub struct PluginsConfig {
     pub compiled_cache_dir: PathBuf,
     pub max_concurrent_instances: u32,
     pub pool_memory_bytes: usize,
+    pub breaker_failure_threshold: u32,
+    pub breaker_cooldown_seconds: f64,
     pub limits: PluginLimits,
 }
 
@@ -75,6 +78,7 @@ pub struct DeliveryConfig {
     pub poll_interval_ms: u64,
     pub claim_batch: usize,
     pub rescue_interval_ms: u64,
+    pub lease_margin_seconds: u64,
     pub shutdown_grace_seconds: u64,
     pub allow_private_networks: bool,
 }
@@ -457,6 +461,13 @@ impl Config {
         {
             bail!(
                 "invalid configuration: retention.events_days, attempts_days and batch_size must be above 0"
+            );
+        }
+        if self.plugins.breaker_failure_threshold == 0
+            || !(0.0..=86400.0).contains(&self.plugins.breaker_cooldown_seconds)
+        {
+            bail!(
+                "invalid configuration: plugins.breaker_failure_threshold must be above 0 and plugins.breaker_cooldown_seconds between 0 and 86400"
             );
         }
         if self.ingest.batch_max_requests == 0 || self.ingest.writers == 0 {

@@ -257,6 +257,13 @@ pub fn start_swapper(
                             "swapped in plugin version {version_id}"
                         );
                         source.active.store(Arc::new(loaded));
+                        // Another version deserves its own chance.
+                        let transition = source
+                            .plugin_breaker
+                            .lock()
+                            .expect("plugin breaker lock poisoned")
+                            .succeeded();
+                        crate::ingest::report_plugin_breaker(&source.name, transition);
                     }
                     Err(error) => {
                         tracing::error!(

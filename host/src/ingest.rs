@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::breaker::{Admission, CircuitBreaker, Transition};
 use crate::http_error::ApiError;
 use crate::ingest_queue::IngestQueue;
 use crate::metrics;
@@ -41,6 +42,9 @@ pub struct SourceRuntime {
     pub config: String,
     pub signature_tolerance_seconds: i64,
     pub rate_limiter: Option<Mutex<TokenBucket>>,
+    /// Opens when the plugin fails call after call; while open, requests are quarantined
+    /// without calling it.
+    pub plugin_breaker: Mutex<CircuitBreaker>,
 }
 
 /// A loaded plugin version and what it made of the source's configuration.
@@ -61,6 +65,21 @@ pub struct DestinationRoutes {
 pub struct SourceDefaults {
     pub limits: crate::plugins::PluginLimits,
     pub signature_tolerance_seconds: u64,
+    pub plugin_breaker_failure_threshold: u32,
+    pub plugin_breaker_cooldown: std::time::Duration,
+}
+
+impl SourceDefaults {
+    pub fn from_config(config: &crate::config::Config) -> SourceDefaults {
+        SourceDefaults {
+            limits: config.plugins.limits.clone(),
+            signature_tolerance_seconds: config.ingest.signature_tolerance_seconds,
+            plugin_breaker_failure_threshold: config.plugins.breaker_failure_threshold,
+            plugin_breaker_cooldown: std::time::Duration::from_secs_f64(
+                config.plugins.breaker_cooldown_seconds.max(0.0),
+            ),
+        }
+    }
 }
 
 /// What the ingest handler needs.
@@ -143,15 +162,7 @@ async fn handle_webhook(
         }
     }
 
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let header_pairs = header_pairs(&headers);
     let active = source.active.load_full();
     signature::verify(
         &active.settings.signature,
@@ -188,19 +199,44 @@ async fn handle_webhook(
         source_name: source.name.clone(),
         config: source.config.clone(),
     };
-    let write = match active
-        .plugin
-        .handle(plugin_request, source.secrets.clone())
-        .await
-    {
+    let admission = source
+        .plugin_breaker
+        .lock()
+        .expect("plugin breaker lock poisoned")
+        .admit(Instant::now());
+    let result = if admission == Admission::Refused {
+        Err(format!(
+            "not run: the plugin failed call after call, so this source's requests are quarantined without a call for {:?} (then one request probes it)",
+            source
+                .plugin_breaker
+                .lock()
+                .expect("plugin breaker lock poisoned")
+                .cooldown()
+        ))
+    } else {
+        let result = active
+            .plugin
+            .handle(plugin_request, source.secrets.clone())
+            .await;
+        let transition = {
+            let mut breaker = source
+                .plugin_breaker
+                .lock()
+                .expect("plugin breaker lock poisoned");
+            match &result {
+                Ok(_) => breaker.succeeded(),
+                Err(_) => breaker.failed(Instant::now()),
+            }
+        };
+        report_plugin_breaker(&source.name, transition);
+        result.map_err(|error| error.to_string())
+    };
+    let write = match result {
         Err(error) => {
             // The webhook is authentic but the plugin failed: keep it for a replay through a
             // fixed plugin rather than lose it.
             tracing::warn!(source = %source.name, request_id = %request_id, "quarantined: {error}");
-            IngestWrite::Quarantine {
-                raw,
-                error: error.to_string(),
-            }
+            IngestWrite::Quarantine { raw, error }
         }
         Ok(report) => match report.outcome {
             PluginOutcome::Rejected {
@@ -374,9 +410,23 @@ pub fn route_events(
         .collect()
 }
 
+/// Every header as a (lower-case name, value) pair in arrival order; a value that is not UTF-8
+/// is converted lossily.
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Reads the body up to `limit` bytes; a declared or actual larger body is refused without
 /// reading the rest.
-async fn read_bounded_body(
+pub(crate) async fn read_bounded_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -419,6 +469,26 @@ fn plugin_reply(reply: crate::plugins::PluginReply) -> Response {
         }
     }
     response
+}
+
+/// Logs and counts a change of a source's plugin breaker.
+pub fn report_plugin_breaker(source: &str, transition: Option<Transition>) {
+    match transition {
+        Some(Transition::Opened {
+            consecutive_failures,
+        }) => {
+            tracing::error!(
+                source = %source,
+                "plugin breaker opened after {consecutive_failures} failed calls in a row: requests are quarantined without a call until a probe succeeds"
+            );
+            metrics::plugin_breaker_transition(source, true);
+        }
+        Some(Transition::Closed) => {
+            tracing::info!(source = %source, "plugin breaker closed: the plugin answered");
+            metrics::plugin_breaker_transition(source, false);
+        }
+        None => {}
+    }
 }
 
 /// Loads a stored source's active plugin version with the source's limits, checks its config
@@ -473,5 +543,9 @@ pub async fn build_source(
             .signature_tolerance_seconds
             .unwrap_or(defaults.signature_tolerance_seconds as i64),
         rate_limiter,
+        plugin_breaker: Mutex::new(CircuitBreaker::new(
+            defaults.plugin_breaker_failure_threshold,
+            defaults.plugin_breaker_cooldown,
+        )),
     })
 }

@@ -3,6 +3,7 @@
 //! durably and delivers them to subscribed destinations. See `ARCHITECTURE.md` for the map.
 
 pub mod admin;
+pub mod breaker;
 pub mod config;
 pub mod delivery;
 pub mod embedded_postgres;

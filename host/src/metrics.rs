@@ -59,6 +59,10 @@ fn describe() {
         "1 while a destination's circuit breaker is open in this process."
     );
     describe_counter!(
+        "wasmhook_plugin_breaker_transitions_total",
+        "Openings and closings of a source's plugin breaker (its requests are quarantined without a call while it is open)."
+    );
+    describe_counter!(
         "wasmhook_destinations_paused_total",
         "Destinations paused because their receiver answered 410 Gone."
     );
@@ -117,6 +121,15 @@ pub fn delivery_attempt(destination: &str, outcome: &'static str, duration: Dura
     .increment(1);
     histogram!("wasmhook_delivery_seconds", "destination" => destination.to_owned())
         .record(duration.as_secs_f64());
+}
+
+pub fn plugin_breaker_transition(source: &str, opened: bool) {
+    counter!(
+        "wasmhook_plugin_breaker_transitions_total",
+        "source" => source.to_owned(),
+        "transition" => if opened { "opened" } else { "closed" }
+    )
+    .increment(1);
 }
 
 pub fn breaker_transition(destination: &str, opened: bool) {

@@ -28,7 +28,7 @@ use crate::events::NormalizedEvent;
 use crate::metrics;
 use crate::signature::{self, MacEncoding, Secret, SignatureScheme};
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plugin",
@@ -560,7 +560,7 @@ fn placeholder_manifest() -> PluginManifest {
     }
 }
 
-fn validate_manifest(manifest: &PluginManifest) -> Result<(), String> {
+pub(crate) fn validate_manifest(manifest: &PluginManifest) -> Result<(), String> {
     let name_is_plain = !manifest.name.is_empty()
         && manifest.name.len() <= 64
         && manifest
@@ -872,7 +872,14 @@ impl Plugin {
             if Instant::now() >= context.data().deadline_at {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's own yield sends the task to the back of the run queue. wasmtime's
+                // plain yield wakes the task from inside the worker, which tokio runs next
+                // (its LIFO slot): a plugin spinning until its deadline would then hold a
+                // worker thread, and every request queued behind it would wait.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store
@@ -1186,7 +1193,7 @@ fn scheme_from_wit(scheme: wit::SignatureScheme) -> SignatureScheme {
     }
 }
 
-fn manifest_from_wit(manifest: wit::Manifest) -> PluginManifest {
+pub(crate) fn manifest_from_wit(manifest: wit::Manifest) -> PluginManifest {
     PluginManifest {
         name: manifest.name,
         version: manifest.version,
@@ -1224,7 +1231,7 @@ fn outcome_size(outcome: &wit::Outcome) -> usize {
 }
 
 /// Checks what a plugin returned and converts it into the host's types.
-fn outcome_from_wit(
+pub(crate) fn outcome_from_wit(
     outcome: wit::Outcome,
     received_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<PluginOutcome, String> {

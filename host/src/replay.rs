@@ -42,10 +42,7 @@ pub async fn replay_quarantined(
         pool_memory_bytes: config.plugins.pool_memory_bytes,
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
-    let defaults = SourceDefaults {
-        limits: config.plugins.limits.clone(),
-        signature_tolerance_seconds: config.ingest.signature_tolerance_seconds,
-    };
+    let defaults = SourceDefaults::from_config(config);
     let stored_sources = store::load_sources(pool).await?;
     let destinations = destination_routes(queue::load_destinations(pool, false).await?);
     // Each source is built once, when its first request comes up.

@@ -147,10 +147,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             "destination {name}: generated signing secret {secret} (shown once; verify deliveries with it)"
         );
     }
-    let source_defaults = SourceDefaults {
-        limits: config.plugins.limits.clone(),
-        signature_tolerance_seconds: config.ingest.signature_tolerance_seconds,
-    };
+    let source_defaults = SourceDefaults::from_config(&config);
     let (sources, failing_sources) =
         load_sources(&config, &runtime, &database.pool, &source_defaults).await?;
 
@@ -254,6 +251,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 poll_interval: Duration::from_millis(config.delivery.poll_interval_ms),
                 claim_batch: config.delivery.claim_batch,
                 rescue_interval: Duration::from_millis(config.delivery.rescue_interval_ms),
+                lease_margin: Duration::from_secs(config.delivery.lease_margin_seconds),
                 shutdown_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
                 allow_private_networks: config.delivery.allow_private_networks,
             },
@@ -275,10 +273,17 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         }));
     }
     let header_read_timeout = Duration::from_secs(config.server.header_read_timeout_seconds);
+    let max_head_bytes = config.server.max_head_bytes;
     let serving = tokio::spawn(async move {
-        crate::http_server::serve(listener, router, header_read_timeout, async move {
-            let _ = shutdown_requested.await;
-        })
+        crate::http_server::serve(
+            listener,
+            router,
+            header_read_timeout,
+            max_head_bytes,
+            async move {
+                let _ = shutdown_requested.await;
+            },
+        )
         .await;
     });
     Ok(RunningServer {

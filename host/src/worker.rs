@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use tracing::Instrument;
 
+use crate::breaker::{Admission, CircuitBreaker, Transition};
 use crate::delivery::{Deliverer, Destination};
 use crate::metrics;
 use crate::queue::{self, ClaimedJob, FinishedAttempt, JobState};
@@ -29,6 +30,8 @@ pub struct WorkerSettings {
     pub claim_batch: usize,
     /// How often expired leases are returned to the queue.
     pub rescue_interval: Duration,
+    /// Added to a destination's timeout to make a claim's lease.
+    pub lease_margin: Duration,
     /// How long in-flight deliveries may finish after shutdown is requested.
     pub shutdown_grace: Duration,
     /// Deliver to private addresses for every destination (tests, local examples).
@@ -57,21 +60,13 @@ pub fn start(pool: PgPool, settings: WorkerSettings) -> WorkerHandle {
     WorkerHandle { stop, task }
 }
 
-#[derive(Debug)]
-enum BreakerState {
-    Closed,
-    Open { until: Instant },
-    HalfOpen,
-}
-
 /// Per-destination state that lives in this worker.
 struct DestinationState {
     concurrency: Arc<Semaphore>,
     concurrency_limit: usize,
     rate_limiter: Option<TokenBucket>,
     rate_limit_per_second: Option<f64>,
-    consecutive_failures: u32,
-    breaker: BreakerState,
+    breaker: CircuitBreaker,
 }
 
 impl DestinationState {
@@ -83,23 +78,21 @@ impl DestinationState {
                 .rate_limit_per_second
                 .map(|rate| TokenBucket::new(rate, rate.ceil().max(1.0) as u32, Instant::now())),
             rate_limit_per_second: destination.rate_limit_per_second,
-            consecutive_failures: 0,
-            breaker: BreakerState::Closed,
+            breaker: CircuitBreaker::new(
+                destination.breaker_failure_threshold,
+                destination.breaker_cooldown,
+            ),
         }
     }
 
     /// How many jobs may be claimed now.
     fn claimable(&mut self, batch: usize, now: Instant) -> usize {
         let free = self.concurrency.available_permits();
-        let allowed_by_breaker = match self.breaker {
-            BreakerState::Closed => free,
-            BreakerState::Open { until } if now < until => 0,
-            BreakerState::Open { .. } => {
-                self.breaker = BreakerState::HalfOpen;
-                // One probe decides; it may only start when nothing else is in flight.
-                usize::from(free == self.concurrency_limit)
-            }
-            BreakerState::HalfOpen => 0,
+        let allowed_by_breaker = match self.breaker.admit(now) {
+            Admission::Allowed => free,
+            // One probe decides; it may only start when nothing else is in flight.
+            Admission::Probe => usize::from(free == self.concurrency_limit),
+            Admission::Refused => 0,
         };
         let mut claimable = allowed_by_breaker.min(batch);
         if let Some(bucket) = &mut self.rate_limiter {
@@ -112,14 +105,11 @@ impl DestinationState {
         claimable
     }
 
-    /// After a claim: a half-open breaker whose probe did not start (no due job, no token, a
-    /// failed claim, other deliveries still in flight) goes back to open with an expired
-    /// cool-down, so the next round tries the probe again instead of waiting forever.
+    /// After a claim: a probe that did not start (no due job, no token, a failed claim, other
+    /// deliveries still in flight) is tried again next round instead of waiting forever.
     fn probe_claimed(&mut self, claimed: usize) {
-        if matches!(self.breaker, BreakerState::HalfOpen) && claimed == 0 {
-            self.breaker = BreakerState::Open {
-                until: Instant::now(),
-            };
+        if claimed == 0 {
+            self.breaker.probe_not_started(Instant::now());
         }
     }
 
@@ -130,51 +120,34 @@ impl DestinationState {
         outcome: &AttemptOutcome,
         destination: &Destination,
     ) -> Option<(bool, String)> {
-        match outcome {
-            AttemptOutcome::Delivered => {
-                self.consecutive_failures = 0;
-                let was_open = !matches!(self.breaker, BreakerState::Closed);
-                self.breaker = BreakerState::Closed;
-                was_open.then(|| {
-                    (
-                        false,
-                        "circuit breaker closed: the probe was delivered".to_owned(),
-                    )
-                })
-            }
+        self.breaker.configure(
+            destination.breaker_failure_threshold,
+            destination.breaker_cooldown,
+        );
+        let transition = match outcome {
+            AttemptOutcome::Delivered => self.breaker.succeeded(),
             AttemptOutcome::Retryable { .. } | AttemptOutcome::Gone => {
-                self.consecutive_failures += 1;
-                let reopen = matches!(self.breaker, BreakerState::HalfOpen);
-                let trip = matches!(self.breaker, BreakerState::Closed)
-                    && self.consecutive_failures >= destination.breaker_failure_threshold;
-                if reopen || trip {
-                    self.breaker = BreakerState::Open {
-                        until: Instant::now() + destination.breaker_cooldown,
-                    };
-                    Some((
-                        true,
-                        format!(
-                            "circuit breaker opened after {} consecutive failures; next probe in {:?}",
-                            self.consecutive_failures, destination.breaker_cooldown
-                        ),
-                    ))
-                } else {
-                    None
-                }
+                self.breaker.failed(Instant::now())
             }
             // A 4xx means the receiver is up: a probe that gets one closes the breaker.
-            AttemptOutcome::Failed => {
-                if matches!(self.breaker, BreakerState::Closed) {
-                    return None;
-                }
-                self.consecutive_failures = 0;
-                self.breaker = BreakerState::Closed;
-                Some((
-                    false,
-                    "circuit breaker closed: the receiver answered the probe".to_owned(),
-                ))
-            }
-        }
+            AttemptOutcome::Failed if !self.breaker.is_closed() => self.breaker.succeeded(),
+            AttemptOutcome::Failed => None,
+        };
+        transition.map(|transition| match transition {
+            Transition::Opened {
+                consecutive_failures,
+            } => (
+                true,
+                format!(
+                    "circuit breaker opened after {consecutive_failures} consecutive failures; next probe in {:?}",
+                    self.breaker.cooldown()
+                ),
+            ),
+            Transition::Closed => (
+                false,
+                "circuit breaker closed: the receiver answered the probe".to_owned(),
+            ),
+        })
     }
 }
 
@@ -254,7 +227,7 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
             if claimable == 0 {
                 continue;
             }
-            let lease = destination.timeout + Duration::from_secs(30);
+            let lease = destination.timeout + settings.lease_margin;
             let jobs = match queue::claim(&pool, &destination.name, claimable, lease).await {
                 Ok(jobs) => jobs,
                 Err(error) => {

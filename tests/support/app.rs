@@ -19,7 +19,7 @@ pub struct TestApp {
 }
 
 /// A directory with every built component, production and test plugins alike.
-fn plugins_dir() -> tempfile::TempDir {
+pub fn plugins_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (folder, names) in [
         (

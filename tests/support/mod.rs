@@ -6,6 +6,8 @@
 
 pub mod app;
 pub mod database;
+pub mod host_process;
+pub mod load;
 pub mod receiver;
 
 use std::path::PathBuf;

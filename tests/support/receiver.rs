@@ -58,6 +58,11 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver that answers `script` in order, then `default_reply` forever.
     pub async fn start(script: Vec<Reply>, default_reply: Reply) -> Receiver {
+        Self::start_at("127.0.0.1:0", script, default_reply).await
+    }
+
+    /// Like `start`, on a given address (a port a destination already points at).
+    pub async fn start_at(address: &str, script: Vec<Reply>, default_reply: Reply) -> Receiver {
         let state = Arc::new(Mutex::new(ReceiverState {
             script: script.into(),
             default_reply: Some(default_reply),
@@ -66,7 +71,7 @@ impl Receiver {
         let router = axum::Router::new()
             .fallback(receive)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;

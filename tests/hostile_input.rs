@@ -1,0 +1,273 @@
+//! Malformed requests on the ingest endpoint, written byte for byte on a raw connection: each
+//! gets a clear 4xx or is dropped, none gets a 5xx or harms the host, and nothing is stored.
+
+mod support;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
+
+use support::app::TestApp;
+
+const SOURCES: &str = r#"
+[[sources]]
+name = "github"
+plugin = "github"
+secrets = ["It's a Secret to Everybody"]
+
+[[sources]]
+name = "open"
+plugin = "generic"
+config = '{"signature": {"scheme": "none"}}'
+"#;
+
+/// What a raw request got back.
+#[derive(Debug)]
+enum Answer {
+    Status(u16, String),
+    /// The host closed the connection without an answer.
+    Dropped,
+}
+
+/// Writes `request` on a new connection and reads the answer (at most five seconds).
+async fn send_raw(app: &TestApp, request: &[u8]) -> Answer {
+    let address = app.base_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The host may answer and close before the whole request is written; that is fine.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0u8; 8192];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(count) => answer.extend_from_slice(&buffer[..count]),
+            }
+            if let Some(end) = find(&answer, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&answer[..end]).to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|value| value.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if answer.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the host neither answered nor closed within 5 s"
+    );
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    match text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+    {
+        Some(status) => Answer::Status(status, text),
+        None => Answer::Dropped,
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// A POST with `headers` (complete lines) and `body`, with its Content-Length.
+fn post(path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn github_signature(body: &[u8]) -> String {
+    let headers = signature::sign(
+        &SignatureScheme::BodyHmac {
+            header: "x-hub-signature-256".to_owned(),
+            prefix: "sha256=".to_owned(),
+            encoding: MacEncoding::Hex,
+        },
+        &Secret::new("It's a Secret to Everybody"),
+        body,
+        "",
+        0,
+    )
+    .unwrap();
+    format!("X-Hub-Signature-256: {}", headers[0].1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
+    let app = TestApp::spawn(SOURCES).await;
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let push = br#"{"ref":"refs/heads/main"}"#;
+    let mut chunked_too_large =
+        b"POST /webhooks/open HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..20 {
+        chunked_too_large.extend_from_slice(format!("{:x}\r\n", 65536).as_bytes());
+        chunked_too_large.extend_from_slice(&[b'x'; 65536]);
+        chunked_too_large.extend_from_slice(b"\r\n");
+    }
+    chunked_too_large.extend_from_slice(b"0\r\n\r\n");
+    let many_headers: Vec<String> = (0..200).map(|n| format!("X-Filler-{n}: x")).collect();
+
+    let table: Vec<(&str, Vec<u8>, std::ops::RangeInclusive<u16>)> = vec![
+        (
+            "a body that is not UTF-8",
+            post("/webhooks/open", &[], &[0xff, 0xfe, 0x00, 0xc3]),
+            400..=422,
+        ),
+        (
+            "a body that is not JSON",
+            post("/webhooks/open", &[], b"this is not json"),
+            400..=422,
+        ),
+        (
+            "JSON nested 100,000 levels deep",
+            post("/webhooks/open", &[], nested.as_bytes()),
+            400..=422,
+        ),
+        ("an empty body", post("/webhooks/open", &[], b""), 400..=422),
+        (
+            "a 100 KB header",
+            post(
+                "/webhooks/open",
+                &[format!("X-Huge: {}", "a".repeat(100_000))],
+                b"{}",
+            ),
+            400..=431,
+        ),
+        (
+            "two hundred headers",
+            post("/webhooks/open", &many_headers, b"{}"),
+            400..=431,
+        ),
+        (
+            "two signature headers",
+            post(
+                "/webhooks/github",
+                &[
+                    "X-GitHub-Event: push".to_owned(),
+                    "X-GitHub-Delivery: d-1".to_owned(),
+                    github_signature(push),
+                    github_signature(push),
+                ],
+                push,
+            ),
+            401..=401,
+        ),
+        (
+            "a header value folded onto a new line",
+            post(
+                "/webhooks/open",
+                &["X-Folded: first\r\n second".to_owned()],
+                b"{}",
+            ),
+            400..=400,
+        ),
+        (
+            "a newline inside a header name",
+            post("/webhooks/open", &["X-Bad\nName: x".to_owned()], b"{}"),
+            400..=400,
+        ),
+        (
+            "a wrong method",
+            b"GET /webhooks/open HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".to_vec(),
+            405..=405,
+        ),
+        (
+            "a chunked body larger than the limit",
+            chunked_too_large,
+            413..=413,
+        ),
+        (
+            "an unknown source",
+            post("/webhooks/nobody", &[], b"{}"),
+            404..=404,
+        ),
+        (
+            "a request line that is not HTTP",
+            b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n".to_vec(),
+            400..=400,
+        ),
+    ];
+    for (case, request, expected) in table {
+        let answer = send_raw(&app, &request).await;
+        println!(
+            "{case}: {}",
+            match &answer {
+                Answer::Status(status, _) => status.to_string(),
+                Answer::Dropped => "dropped".to_owned(),
+            }
+        );
+        match answer {
+            Answer::Status(status, text) => {
+                assert!(
+                    expected.contains(&status),
+                    "{case}: expected {expected:?}, got {status}:\n{}",
+                    &text[..text.len().min(500)]
+                );
+                // The host's own answers say what was wrong; hyper's answers to requests it
+                // cannot parse (400, 431) come before the host sees them and carry no body.
+                if text.contains("application/json") {
+                    assert!(
+                        text.contains("\"code\"") && text.contains("\"detail\""),
+                        "{case}: {text}"
+                    );
+                }
+            }
+            Answer::Dropped => {}
+        }
+    }
+
+    // A slowloris client trickling its headers is closed after the header timeout while the
+    // host keeps serving others.
+    let address = app.base_url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /webhooks/open HTTP/1.1\r\nHost: test\r\n")
+        .await
+        .unwrap();
+    let response = app.post("open", &[], r#"{"a":1}"#).await;
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let _ = slow.write_all(b"X-Slow: 1\r\n").await;
+            match tokio::time::timeout(Duration::from_millis(300), slow.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => return,
+                Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the slow client was cut off");
+
+    // Nothing of the rejected requests was stored: only the one good request.
+    let counts = app.counts().await;
+    assert_eq!((counts.raw_requests, counts.events), (1, 1));
+    let health = reqwest::get(format!("{}/healthz", app.base_url))
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        reqwest::StatusCode::OK,
+        "the host still runs"
+    );
+}
