@@ -777,12 +777,18 @@ impl Plugin {
         let started = Instant::now();
         let stdout = CapturedOutput::new(self.limits.max_log_bytes);
         let stderr = CapturedOutput::new(self.limits.max_log_bytes);
-        let mut store = self.new_store(request_id, secrets, &stdout, &stderr, started + deadline);
+        // The deadline counts the ticks in which the guest ran, not wall time: a plugin waiting
+        // for a busy executor (it yields every tick) is not charged for the wait, so a loaded
+        // host does not fail well-behaved plugins.
+        let deadline_ticks = deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut store = self.new_store(request_id, secrets, &stdout, &stderr, deadline_ticks);
 
         let mut instantiate = Duration::ZERO;
-        // Epoch interruption stops a guest that computes; this timeout also covers time spent
-        // outside guest code (a blocked host call), at one and a half times the deadline.
-        let result = tokio::time::timeout(deadline + deadline / 2, async {
+        // Epoch interruption stops a guest that computes; this wall-clock timeout covers what
+        // ticks cannot see (a host call that would block), generously, so that a busy executor
+        // does not trip it.
+        let wall_clock_limit = (deadline * 10).max(Duration::from_secs(1));
+        let result = tokio::time::timeout(wall_clock_limit, async {
             let plugin = self.pre.instantiate_async(&mut store).await?;
             instantiate = started.elapsed();
             call(&plugin, &mut store).await
@@ -839,7 +845,7 @@ impl Plugin {
         secrets: Arc<[Secret]>,
         stdout: &CapturedOutput,
         stderr: &CapturedOutput,
-        deadline_at: Instant,
+        deadline_ticks: u64,
     ) -> Store<PluginState> {
         // No preopened directories, environment, arguments or network: the only things a
         // plugin can reach are its captured stdout and stderr, randomness, and a wall clock
@@ -863,13 +869,15 @@ impl Plugin {
             log_bytes_used: 0,
             log_bytes_limit: self.limits.max_log_bytes,
             log_limit_reported: false,
-            deadline_at,
+            ticks_left: deadline_ticks,
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| {
-            if Instant::now() >= context.data().deadline_at {
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            state.ticks_left = state.ticks_left.saturating_sub(1);
+            if state.ticks_left == 0 {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // tokio's own yield sends the task to the back of the run queue. wasmtime's
@@ -960,7 +968,8 @@ struct PluginState {
     log_bytes_used: usize,
     log_bytes_limit: usize,
     log_limit_reported: bool,
-    deadline_at: Instant,
+    /// Epoch ticks the guest may still run in before it is interrupted.
+    ticks_left: u64,
 }
 
 impl WasiView for PluginState {
