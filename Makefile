@@ -103,11 +103,10 @@ send: release
 	$(WASMHOOK) send --config examples/wasmhook.toml --source github \
 		--body tests/fixtures/github/push.json -H 'X-GitHub-Event: push'
 
-# Benchmarks (not run by `make test`): see BENCHMARKS.md for what they measure.
+# Benchmarks (not run by `make test`; about 10-15 minutes): the whole set with fixed counts,
+# printed as tables and written to the generated block of BENCHMARKS.md. See scripts/bench.sh.
 bench: postgres plugins release
-	cargo bench -p wasmhook --bench plugin_call
-	$(WASMHOOK) bench ingest --connections 64 --requests 20000
-	$(WASMHOOK) bench e2e --connections 4 --connections 64 --requests 10000
+	WASMHOOK=$(WASMHOOK) scripts/bench.sh
 
 clean:
 	rm -rf target

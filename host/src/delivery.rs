@@ -129,13 +129,27 @@ pub struct Deliverer {
     clients: Mutex<HashMap<(String, bool, usize), reqwest::Client>>,
 }
 
+/// The settings a destination's HTTP client is built from; a change builds a new client.
+fn client_key(destination: &Destination) -> (String, bool, usize) {
+    (
+        destination.name.clone(),
+        destination.allow_private_networks,
+        destination.max_concurrency,
+    )
+}
+
 impl Deliverer {
+    /// Drops the clients of destinations that are gone or whose settings changed.
+    pub fn retain_clients(&self, destinations: &[Destination]) {
+        let current: std::collections::HashSet<_> = destinations.iter().map(client_key).collect();
+        self.clients
+            .lock()
+            .expect("client map lock poisoned")
+            .retain(|key, _| current.contains(key));
+    }
+
     fn client(&self, destination: &Destination) -> reqwest::Client {
-        let key = (
-            destination.name.clone(),
-            destination.allow_private_networks,
-            destination.max_concurrency,
-        );
+        let key = client_key(destination);
         let mut clients = self.clients.lock().expect("client map lock poisoned");
         clients
             .entry(key)

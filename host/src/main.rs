@@ -117,9 +117,9 @@ struct LoadOptions {
     /// Concurrent connections; repeat for several runs.
     #[arg(long = "connections", short = 'c', default_values_t = [64])]
     connections: Vec<usize>,
-    /// Requests per run.
-    #[arg(long, default_value_t = 20_000)]
-    requests: usize,
+    /// Requests per run; give it once for every run, or once per --connections (in order).
+    #[arg(long = "requests", default_values_t = [20_000])]
+    requests: Vec<usize>,
     /// Unmeasured requests before each run.
     #[arg(long, default_value_t = 2_000)]
     warmup: usize,
@@ -128,7 +128,7 @@ struct LoadOptions {
     /// The push payload to send.
     #[arg(long, default_value = "tests/fixtures/github/push.json")]
     body: PathBuf,
-    /// Use this database instead of an embedded one.
+    /// Use this database instead of a throwaway PostgreSQL cluster.
     #[arg(long)]
     database_url: Option<String>,
 }
@@ -139,9 +139,8 @@ impl From<LoadOptions> for wasmhook::loadgen::IngestBenchOptions {
             connections: options.connections,
             requests: options.requests,
             warmup_requests: options.warmup,
-            plugins_dir: options.plugins_dir,
-            body_path: options.body,
             database_url: options.database_url,
+            ..wasmhook::loadgen::IngestBenchOptions::new(options.plugins_dir, options.body)
         }
     }
 }
@@ -152,11 +151,19 @@ enum BenchCommand {
     Ingest {
         #[command(flatten)]
         load: LoadOptions,
+        /// After the runs, add this many rows to the events table (with their raw requests,
+        /// dedupe keys and delivered jobs) and repeat the runs.
+        #[arg(long, default_value_t = 0)]
+        prefill_events: u64,
     },
     /// End to end: webhooks in, deliveries out to a receiver on 127.0.0.1.
     E2e {
         #[command(flatten)]
         load: LoadOptions,
+        /// Host processes sharing one database, the load spread over them; repeat for several
+        /// sets of runs.
+        #[arg(long = "hosts", default_values_t = [1])]
+        hosts: Vec<usize>,
     },
     /// The bare axum ceiling server used by `bench ingest`.
     #[command(hide = true)]
@@ -278,12 +285,23 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Bench { command } => match command {
-                BenchCommand::Ingest { load } => wasmhook::loadgen::bench_ingest(load.into())
+                BenchCommand::Ingest {
+                    load,
+                    prefill_events,
+                } => wasmhook::loadgen::bench_ingest(wasmhook::loadgen::IngestBenchOptions {
+                    prefill_events,
+                    ..load.into()
+                })
+                .await
+                .map(|()| true),
+                BenchCommand::E2e { load, hosts } => {
+                    wasmhook::loadgen::bench_e2e(wasmhook::loadgen::IngestBenchOptions {
+                        hosts,
+                        ..load.into()
+                    })
                     .await
-                    .map(|_| true),
-                BenchCommand::E2e { load } => wasmhook::loadgen::bench_e2e(load.into())
-                    .await
-                    .map(|()| true),
+                    .map(|()| true)
+                }
                 BenchCommand::BareServer { listen } => {
                     wasmhook::loadgen::serve_bare(listen).await.map(|()| true)
                 }

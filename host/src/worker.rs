@@ -195,6 +195,14 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
                 Ok(loaded) => {
                     destinations = loaded;
                     destinations_loaded_at = Some(Instant::now());
+                    // A deleted destination takes its state and its HTTP client with it, so
+                    // the maps stay as large as the destination list.
+                    shared
+                        .states
+                        .lock()
+                        .expect("worker state lock poisoned")
+                        .retain(|name, _| destinations.iter().any(|d| d.name == *name));
+                    shared.deliverer.retain_clients(&destinations);
                 }
                 Err(error) => tracing::warn!("cannot load destinations: {error:#}"),
             }
