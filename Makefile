@@ -18,7 +18,7 @@ OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
 
 WASMHOOK := $(CARGO_TARGET_DIR)/release/wasmhook
 
-.PHONY: all toolchain python-deps postgres api-fuzz plugins test-plugins fixtures fmt-check lint test release run send bench clean
+.PHONY: all toolchain python-deps postgres api-fuzz fuzz plugins test-plugins fixtures fmt-check lint test release run send bench clean
 
 all: plugins
 
@@ -90,6 +90,12 @@ test: fmt-check lint postgres python-deps plugins test-plugins fixtures
 api-fuzz: postgres python-deps plugins
 	cargo build -p wasmhook
 	scripts/api-fuzz.sh
+
+# libFuzzer on the host's parsers (nightly, its own target dir; not part of `make test`):
+# every target in host/fuzz for FUZZ_SECONDS each. See scripts/fuzz.sh.
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 release:
 	cargo build --release -p wasmhook

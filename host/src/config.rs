@@ -203,6 +203,29 @@ impl DestinationConfig {
         if let Err(error) = crate::routes::RoutePatterns::new(&self.routes) {
             return Err(("routes", format!("has an invalid pattern: {error}")));
         }
+        if self.routes.iter().any(|route| route.contains('\0')) {
+            return Err(("routes", "must not contain NUL characters".to_owned()));
+        }
+        if self.name.contains('\0') {
+            return Err(("name", "must not contain NUL characters".to_owned()));
+        }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|secret| secret.as_literal().contains('\0'))
+        {
+            return Err(("secret", "must not contain NUL characters".to_owned()));
+        }
+        for (name, value) in &self.headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || axum::http::HeaderValue::from_str(value).is_err()
+            {
+                return Err((
+                    "headers",
+                    format!("{name:?} is not a valid HTTP header name and value"),
+                ));
+            }
+        }
         let seconds = [
             ("timeout_seconds", self.timeout_seconds),
             (
@@ -394,6 +417,16 @@ impl SourceConfig {
                 "needs requests_per_second and burst above 0".to_owned(),
             ));
         }
+        if self.config.contains('\0') {
+            return Err(("config", "must not contain NUL characters".to_owned()));
+        }
+        if self
+            .secrets
+            .iter()
+            .any(|secret| secret.as_literal().contains('\0'))
+        {
+            return Err(("secrets", "must not contain NUL characters".to_owned()));
+        }
         if self.limits.deadline_ms == Some(0) || self.limits.max_memory_bytes == Some(0) {
             return Err((
                 "limits",
@@ -549,6 +582,18 @@ mod tests {
             (
                 "[[destinations]]\nname = \"d\"\nurl = \"ftp://x\"",
                 "destinations[0].url",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nheaders = { \"bad name\" = \"v\" }",
+                "destinations[0].headers",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nsecret = \"a\\u0000b\"",
+                "destinations[0].secret",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nplugin = \"x\"\nconfig = \"a\\u0000b\"",
+                "sources[0].config",
             ),
             (
                 "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nroutes = [\"a[\"]",

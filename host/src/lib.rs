@@ -8,6 +8,9 @@ pub mod config;
 pub mod delivery;
 pub mod embedded_postgres;
 pub mod events;
+/// The fuzz targets' bodies (`host/fuzz`, `tests/fuzz_regressions.rs`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod hot_reload;
 pub mod http_error;

@@ -579,7 +579,23 @@ pub(crate) fn validate_manifest(manifest: &PluginManifest) -> Result<(), String>
     if manifest.event_types.iter().any(|t| t.trim().is_empty()) {
         return Err("event-types contains an empty type".to_owned());
     }
-    validate_scheme(&manifest.signature)
+    validate_scheme(&manifest.signature)?;
+    // The manifest is stored as `jsonb`, which refuses NUL (`\u0000`): refused here, such a
+    // plugin fails to load instead of failing the insert of its version.
+    let scheme_texts = match &manifest.signature {
+        SignatureScheme::BodyHmac { prefix, .. } => vec![prefix],
+        SignatureScheme::VersionedHmac { version, .. } => vec![version],
+        _ => Vec::new(),
+    };
+    let mut texts = [&manifest.version, &manifest.description]
+        .into_iter()
+        .chain(&manifest.dedupe_header)
+        .chain(&manifest.event_types)
+        .chain(scheme_texts);
+    if texts.any(|text| text.contains('\0')) {
+        return Err("a field contains a NUL character".to_owned());
+    }
+    Ok(())
 }
 
 fn validate_scheme(scheme: &SignatureScheme) -> Result<(), String> {
@@ -1282,11 +1298,8 @@ pub(crate) fn outcome_from_wit(
                 .headers
                 .into_iter()
                 .map(|header| {
-                    let valid_name = !header.name.is_empty()
-                        && header
-                            .name
-                            .bytes()
-                            .all(|byte| byte.is_ascii_graphic() && byte != b':');
+                    let valid_name =
+                        axum::http::HeaderName::from_bytes(header.name.as_bytes()).is_ok();
                     let valid_value = header
                         .value
                         .bytes()
@@ -1364,4 +1377,136 @@ fn event_from_wit(
         data_json: event.data,
         route_keys,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_that_cannot_be_served_or_stored_are_refused() {
+        let valid = PluginManifest {
+            name: "github".into(),
+            version: "1.0.0".into(),
+            description: "GitHub".into(),
+            signature: SignatureScheme::BodyHmac {
+                header: "x-hub-signature-256".into(),
+                prefix: "sha256=".into(),
+                encoding: MacEncoding::Hex,
+            },
+            dedupe_header: Some("x-github-delivery".into()),
+            event_types: vec!["github.*".into()],
+        };
+        let slack = |version: &str| SignatureScheme::VersionedHmac {
+            signature_header: "x-slack-signature".into(),
+            timestamp_header: "x-slack-request-timestamp".into(),
+            version: version.into(),
+        };
+        let table: Vec<(&str, PluginManifest, bool)> = vec![
+            ("valid", valid.clone(), true),
+            (
+                "valid versioned-hmac",
+                PluginManifest {
+                    signature: slack("v0"),
+                    ..valid.clone()
+                },
+                true,
+            ),
+            (
+                "upper-case name",
+                PluginManifest {
+                    name: "GitHub".into(),
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "blank version",
+                PluginManifest {
+                    version: " ".into(),
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "empty event type",
+                PluginManifest {
+                    event_types: vec![String::new()],
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "signature header that is not a header name",
+                PluginManifest {
+                    signature: SignatureScheme::SharedToken {
+                        header: "x token".into(),
+                    },
+                    ..valid.clone()
+                },
+                false,
+            ),
+            // Found by the plugin_manifest fuzz target (tests/fixtures/fuzz/plugin_manifest):
+            // PostgreSQL's jsonb refuses `\u0000`, so the version could not be stored.
+            (
+                "NUL in the version",
+                PluginManifest {
+                    version: "7\u{0}7".into(),
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "NUL in the description",
+                PluginManifest {
+                    description: "\u{0}".into(),
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "NUL in the dedupe header",
+                PluginManifest {
+                    dedupe_header: Some("x\u{0}".into()),
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "NUL in an event type",
+                PluginManifest {
+                    event_types: vec!["a\u{0}".into()],
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "NUL in the body-hmac prefix",
+                PluginManifest {
+                    signature: SignatureScheme::BodyHmac {
+                        header: "x-sig".into(),
+                        prefix: "sha256\u{0}=".into(),
+                        encoding: MacEncoding::Base64,
+                    },
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "NUL in the versioned-hmac version",
+                PluginManifest {
+                    signature: slack("v\u{0}"),
+                    ..valid.clone()
+                },
+                false,
+            ),
+        ];
+        for (name, manifest, admitted) in table {
+            assert_eq!(
+                validate_manifest(&manifest).is_ok(),
+                admitted,
+                "case: {name}"
+            );
+        }
+    }
 }
