@@ -24,7 +24,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 use wasmhook_plugin_sdk::{
-    BodyHmac, Event, MacEncoding, Manifest, Outcome, Plugin, RejectionKind, Request,
+    BodyHmac, Event, MacEncoding, Manifest, Outcome, Plugin, Refusal, RejectionKind, Request,
     SignatureScheme, SourceSettings, VersionedHmac, export_plugin,
 };
 
@@ -202,14 +202,9 @@ impl Plugin for Generic {
             Ok(config) => config,
             Err(reason) => return Outcome::reject(RejectionKind::Invalid, reason),
         };
-        match normalize(&request, &config) {
-            Ok(event) => Outcome::Events(vec![event]),
-            Err((kind, reason)) => Outcome::reject(kind, reason),
-        }
+        Outcome::one_event(normalize(&request, &config))
     }
 }
-
-type Refusal = (RejectionKind, String);
 
 /// Normalizes one request under a parsed configuration (plain Rust, also called natively).
 pub fn normalize(request: &Request, config: &GenericConfig) -> Result<Event, Refusal> {

@@ -7,8 +7,8 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use wasmhook_plugin_sdk::{
-    BodyHmac, Event, Header, MacEncoding, Manifest, Outcome, Plugin, RejectionKind, Reply, Request,
-    SignatureScheme, SourceSettings, export_plugin,
+    BodyHmac, Event, Header, MacEncoding, Manifest, Outcome, Plugin, Refusal, RejectionKind, Reply,
+    Request, SignatureScheme, SourceSettings, export_plugin,
 };
 
 /// The GitHub plugin.
@@ -121,14 +121,9 @@ impl Plugin for GitHub {
     }
 
     fn handle(request: Request) -> Outcome {
-        match normalize(&request) {
-            Ok(outcome) => outcome,
-            Err((kind, reason)) => Outcome::reject(kind, reason),
-        }
+        Outcome::or_refusal(normalize(&request))
     }
 }
-
-type Refusal = (RejectionKind, String);
 
 fn malformed(reason: impl Into<String>) -> Refusal {
     (RejectionKind::Malformed, reason.into())

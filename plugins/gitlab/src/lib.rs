@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 use wasmhook_plugin_sdk::{
-    Event, Manifest, Outcome, Plugin, RejectionKind, Request, SignatureScheme, SourceSettings,
-    export_plugin,
+    Event, Manifest, Outcome, Plugin, Refusal, RejectionKind, Request, SignatureScheme,
+    SourceSettings, export_plugin,
 };
 
 /// The GitLab plugin.
@@ -54,14 +54,9 @@ impl Plugin for GitLab {
     }
 
     fn handle(request: Request) -> Outcome {
-        match normalize(&request) {
-            Ok(event) => Outcome::Events(vec![event]),
-            Err((kind, reason)) => Outcome::reject(kind, reason),
-        }
+        Outcome::one_event(normalize(&request))
     }
 }
-
-type Refusal = (RejectionKind, String);
 
 fn is_word(text: &str) -> bool {
     !text.is_empty()

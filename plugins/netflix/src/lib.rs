@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use wasmhook_plugin_sdk::{
-    BodyHmac, Event, MacEncoding, Manifest, Outcome, Plugin, RejectionKind, Request,
+    BodyHmac, Event, MacEncoding, Manifest, Outcome, Plugin, Refusal, RejectionKind, Request,
     SignatureScheme, SourceSettings, export_plugin,
 };
 
@@ -61,10 +61,7 @@ impl Plugin for Netflix {
     }
 
     fn handle(request: Request) -> Outcome {
-        match normalize(&request) {
-            Ok(event) => Outcome::Events(vec![event]),
-            Err((kind, reason)) => Outcome::reject(kind, reason),
-        }
+        Outcome::one_event(normalize(&request))
     }
 }
 
@@ -75,8 +72,6 @@ fn signature_scheme() -> SignatureScheme {
         encoding: MacEncoding::Hex,
     })
 }
-
-type Refusal = (RejectionKind, String);
 
 fn invalid(reason: impl Into<String>) -> Refusal {
     (RejectionKind::Invalid, reason.into())

@@ -172,6 +172,9 @@ pub enum Outcome {
     Reply(Reply),
 }
 
+/// Why a plugin refuses a request, as a plugin's helper functions return it with `?`.
+pub type Refusal = (RejectionKind, String);
+
 impl Outcome {
     /// A rejection with the given kind and reason.
     pub fn reject(kind: RejectionKind, reason: impl Into<String>) -> Outcome {
@@ -179,6 +182,16 @@ impl Outcome {
             kind,
             reason: reason.into(),
         })
+    }
+
+    /// One event, or the refusal that stopped it.
+    pub fn one_event(normalized: Result<Event, Refusal>) -> Outcome {
+        Outcome::or_refusal(normalized.map(|event| Outcome::Events(vec![event])))
+    }
+
+    /// The outcome, or the refusal that stopped it.
+    pub fn or_refusal(outcome: Result<Outcome, Refusal>) -> Outcome {
+        outcome.unwrap_or_else(|(kind, reason)| Outcome::reject(kind, reason))
     }
 }
 

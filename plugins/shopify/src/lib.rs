@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use wasmhook_plugin_sdk::{
-    BodyHmac, Event, MacEncoding, Manifest, Outcome, Plugin, RejectionKind, Request,
+    BodyHmac, Event, MacEncoding, Manifest, Outcome, Plugin, Refusal, RejectionKind, Request,
     SignatureScheme, SourceSettings, export_plugin,
 };
 
@@ -47,14 +47,9 @@ impl Plugin for Shopify {
     }
 
     fn handle(request: Request) -> Outcome {
-        match normalize(&request) {
-            Ok(event) => Outcome::Events(vec![event]),
-            Err((kind, reason)) => Outcome::reject(kind, reason),
-        }
+        Outcome::one_event(normalize(&request))
     }
 }
-
-type Refusal = (RejectionKind, String);
 
 /// Normalizes one delivery (plain Rust, also called natively by tests).
 pub fn normalize(request: &Request) -> Result<Event, Refusal> {
