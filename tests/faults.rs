@@ -9,9 +9,10 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use support::app::full_config;
 use support::app::plugins_dir;
 use support::database::TestDatabase;
-use support::host_process::{HostProcess, config_text};
+use support::host_process::HostProcess;
 use support::load::{Load, LoadReport, Target, wait_for_every_delivery};
 use support::receiver::{Receiver, Reply};
 
@@ -19,7 +20,7 @@ use support::receiver::{Receiver, Reply};
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A source taking any JSON (its id from the `webhook-id` header) and a destination taking
-/// every event, with a short retry schedule and lease so that recovery takes seconds.
+/// every event, with a short retry schedule so that recovery takes seconds.
 fn sources_and_destination(destination_url: &str, extra: &str) -> String {
     format!(
         r#"
@@ -42,6 +43,34 @@ max_concurrency = 16
 {extra}
 "#
     )
+}
+
+/// What most scenarios start from: a receiver answering 200, a fresh database, the plugins,
+/// and the host's config with `extra` sources.
+struct Scenario {
+    receiver: Receiver,
+    database: TestDatabase,
+    _plugins: tempfile::TempDir,
+    config: String,
+}
+
+impl Scenario {
+    async fn start(extra: &str) -> Scenario {
+        let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+        let database = TestDatabase::create().await;
+        let plugins = plugins_dir();
+        let config = full_config(
+            &database.url,
+            plugins.path(),
+            &sources_and_destination(&receiver.url("/hook"), extra),
+        );
+        Scenario {
+            receiver,
+            database,
+            _plugins: plugins,
+            config,
+        }
+    }
 }
 
 fn target(host: &HostProcess, source: &str, id_prefix: &str) -> Target {
@@ -85,14 +114,12 @@ async fn assert_every_acknowledged_event_delivered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_during_ingest_and_delivery_loses_nothing_it_acknowledged() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
-    let database = TestDatabase::create().await;
-    let plugins = plugins_dir();
-    let config = config_text(
-        &database.url,
-        plugins.path(),
-        &sources_and_destination(&receiver.url("/hook"), ""),
-    );
+    let Scenario {
+        receiver,
+        database: _database,
+        _plugins,
+        config,
+    } = Scenario::start("").await;
     let mut host = HostProcess::start(&config, &[]).await;
     let load = Load::start(vec![target(&host, "load", "kill")], 8, 3000, Duration::ZERO);
     load.wait_for_answers(600).await;
@@ -114,14 +141,12 @@ async fn a_host_killed_during_ingest_and_delivery_loses_nothing_it_acknowledged(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_one_of_two_hosts_is_killed_the_other_finishes_all_work() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
-    let database = TestDatabase::create().await;
-    let plugins = plugins_dir();
-    let config = config_text(
-        &database.url,
-        plugins.path(),
-        &sources_and_destination(&receiver.url("/hook"), ""),
-    );
+    let Scenario {
+        receiver,
+        database: _database,
+        _plugins,
+        config,
+    } = Scenario::start("").await;
     let survivor = HostProcess::start(&config, &[]).await;
     let mut victim = HostProcess::start(&config, &[]).await;
     let load = Load::start(
@@ -149,14 +174,12 @@ async fn when_one_of_two_hosts_is_killed_the_other_finishes_all_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_request_in_flight_and_loses_nothing() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
-    let database = TestDatabase::create().await;
-    let plugins = plugins_dir();
-    let config = config_text(
-        &database.url,
-        plugins.path(),
-        &sources_and_destination(&receiver.url("/hook"), ""),
-    );
+    let Scenario {
+        receiver,
+        database: _database,
+        _plugins,
+        config,
+    } = Scenario::start("").await;
     let mut host = HostProcess::start(&config, &[]).await;
     let load = Load::start(vec![target(&host, "load", "term")], 8, 3000, Duration::ZERO);
     load.wait_for_answers(600).await;
@@ -205,7 +228,7 @@ async fn with_postgresql_stopped_ingest_answers_503_and_recovers_without_a_resta
         .await
         .unwrap();
     let plugins = plugins_dir();
-    let config = config_text(
+    let config = full_config(
         &cluster.url("wasmhook"),
         plugins.path(),
         &sources_and_destination(&receiver.url("/hook"), ""),
@@ -278,7 +301,7 @@ async fn a_receiver_down_then_slow_then_up_gets_everything_by_the_schedule() {
     let receiver_address = format!("127.0.0.1:{}", support::host_process::free_port());
     let database = TestDatabase::create().await;
     let plugins = plugins_dir();
-    let config = config_text(
+    let config = full_config(
         &database.url,
         plugins.path(),
         &sources_and_destination(&format!("http://{receiver_address}/hook"), ""),
@@ -363,9 +386,6 @@ async fn a_receiver_down_then_slow_then_up_gets_everything_by_the_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_plugin_under_load_is_quarantined_and_leaves_other_sources_fast() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
-    let database = TestDatabase::create().await;
-    let plugins = plugins_dir();
     let hostile_sources = r#"
 [[sources]]
 name = "hostile-loop"
@@ -377,11 +397,12 @@ name = "hostile-memory"
 plugin = "hostile"
 config = "memory-grab"
 "#;
-    let config = config_text(
-        &database.url,
-        plugins.path(),
-        &sources_and_destination(&receiver.url("/hook"), hostile_sources),
-    );
+    let Scenario {
+        receiver: _receiver,
+        database,
+        _plugins,
+        config,
+    } = Scenario::start(hostile_sources).await;
     let host = HostProcess::start(&config, &[]).await;
     let good = |prefix: &str| target(&host, "load", prefix);
     let requests = 1500;

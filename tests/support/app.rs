@@ -38,7 +38,10 @@ pub fn plugins_dir() -> tempfile::TempDir {
     dir
 }
 
-fn full_config(database_url: &str, plugins_dir: &Path, sources_and_more: &str) -> String {
+/// The settings every test host runs with (in-process or as a child process): fast polling,
+/// lease rescue and database timeouts, so that recovery is measured in seconds, and
+/// `sources_and_more` for the sources and destinations.
+pub fn full_config(database_url: &str, plugins_dir: &Path, sources_and_more: &str) -> String {
     format!(
         r#"
 [server]
@@ -47,10 +50,11 @@ header_read_timeout_seconds = 1
 [database]
 url = "{database_url}"
 max_connections = 8
-acquire_timeout_seconds = 2
+acquire_timeout_seconds = 1
 [delivery]
 poll_interval_ms = 100
 rescue_interval_ms = 200
+lease_margin_seconds = 1
 shutdown_grace_seconds = 2
 [plugins]
 dir = "{plugins_dir}"

@@ -2,7 +2,7 @@
 //! file, killed with SIGKILL or stopped with SIGTERM, and restarted on the same address.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,34 +13,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The settings every fault test shares: fast polling and lease rescue, so that recovery is
-/// measured in seconds, and `sources_and_more` for the sources and destinations.
-pub fn config_text(database_url: &str, plugins_dir: &Path, sources_and_more: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-header_read_timeout_seconds = 5
-[database]
-url = "{database_url}"
-max_connections = 8
-acquire_timeout_seconds = 1
-[delivery]
-poll_interval_ms = 100
-rescue_interval_ms = 200
-lease_margin_seconds = 1
-shutdown_grace_seconds = 2
-[plugins]
-dir = "{plugins_dir}"
-compiled_cache_dir = "{cache}"
-max_concurrent_instances = 16
-{sources_and_more}
-"#,
-        plugins_dir = plugins_dir.display(),
-        cache = super::shared_compiled_cache().display(),
-    )
 }
 
 pub struct HostProcess {
