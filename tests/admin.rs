@@ -132,7 +132,7 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
 
     let (status, fetched) = admin(&app, Method::GET, "/admin/v1/destinations/api-made", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(fetched["has_signing_secret"], true);
+    assert_eq!(fetched["secrets"].as_array().unwrap().len(), 1);
     assert!(
         !fetched.to_string().contains(&generated),
         "the secret is shown only once"
@@ -185,7 +185,8 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["routes"], json!(["order.*"]));
     assert_eq!(
-        updated["has_signing_secret"], true,
+        updated["secrets"].as_array().unwrap().len(),
+        1,
         "an update without a secret keeps it"
     );
     let (status, _) = admin(
@@ -765,6 +766,16 @@ async fn destination_secrets_rotate_and_deliveries_carry_a_signature_per_secret(
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert!(
+        error["detail"].as_str().unwrap().starts_with("secret"),
+        "{error}"
+    );
+    let (_, unchanged) = admin(&app, Method::GET, "/admin/v1/destinations/rotating", None).await;
+    assert_eq!(
+        unchanged["secrets"].as_array().unwrap().len(),
+        1,
+        "a refused secret is not stored"
+    );
     let (status, added) = admin(
         &app,
         Method::POST,

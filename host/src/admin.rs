@@ -615,7 +615,6 @@ pub struct DestinationView {
     pub retry_client_errors: bool,
     pub breaker_failure_threshold: u32,
     pub breaker_cooldown_seconds: f64,
-    pub has_signing_secret: bool,
     /// The signing secrets (never their values); every delivery is signed with each.
     pub secrets: Vec<store::SecretView>,
     /// Shown once, in the answer that generated it.
@@ -647,7 +646,6 @@ impl From<crate::delivery::Destination> for DestinationView {
             retry_client_errors: destination.retry_client_errors,
             breaker_failure_threshold: destination.breaker_failure_threshold,
             breaker_cooldown_seconds: destination.breaker_cooldown.as_secs_f64(),
-            has_signing_secret: !destination.signing_secrets.is_empty(),
             secrets: Vec::new(),
             generated_signing_secret: None,
             stats: None,
