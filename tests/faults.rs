@@ -136,6 +136,13 @@ async fn a_host_killed_during_ingest_and_delivery_loses_nothing_it_acknowledged(
         report.summary()
     );
     assert_every_acknowledged_event_delivered("SIGKILL", &receiver, &report, &[&host]).await;
+    // The destination's secret was generated at the first start; the host's output is a log
+    // (not a terminal), so the secret must not be in it.
+    assert!(
+        !host.log().contains("whsec_"),
+        "a generated secret reached the log:\n{}",
+        host.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,11 +141,20 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
 
     let generated =
         store::apply_config_destinations(&database.pool, &config_destinations(&config)?).await?;
+    // Shown once, and only to a person at a terminal: when stderr is collected (a service, a
+    // container) it is a log, and secrets never go to the log.
+    let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for (name, secret) in generated {
-        // Shown once, on the terminal only: secrets never go to the log.
-        eprintln!(
-            "destination {name}: generated signing secret {secret} (shown once; verify deliveries with it)"
-        );
+        if stderr_is_terminal {
+            eprintln!(
+                "destination {name}: generated signing secret {secret} (shown once; verify deliveries with it)"
+            );
+        } else {
+            tracing::warn!(
+                destination = %name,
+                "generated a signing secret, not shown since stderr is not a terminal: set `secret` in the config, or add one with POST /admin/v1/destinations/{name}/secrets"
+            );
+        }
     }
     let source_defaults = SourceDefaults::from_config(&config);
     let (sources, failing_sources) =
