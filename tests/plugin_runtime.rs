@@ -459,6 +459,97 @@ async fn compiled_code_is_cached_and_a_corrupt_cache_entry_is_recompiled() {
     );
 }
 
+/// Replaces the cache entry at `path` with `planted` (a new file, since loaded components still
+/// map the old one) and applies `permissions` to it.
+fn plant_cache_entry(
+    path: &std::path::Path,
+    planted: &[u8],
+    permissions: impl Fn(&std::path::Path),
+) {
+    std::fs::remove_file(path).unwrap();
+    std::fs::write(path, planted).unwrap();
+    permissions(path);
+}
+
+#[tokio::test]
+async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let parent = tempfile::tempdir().unwrap();
+    let cache = parent.path().join("compiled");
+    let settings = RuntimeSettings {
+        max_concurrent_instances: 2,
+        compiled_cache_dir: Some(cache.clone()),
+        ..RuntimeSettings::default()
+    };
+    let load = |name: &'static str| {
+        let settings = settings.clone();
+        async move {
+            PluginRuntime::new(settings)
+                .unwrap()
+                .load_file(&plugin_file(name), PluginLimits::default())
+                .await
+                .unwrap()
+        }
+    };
+    let github = load("github").await;
+    let netflix = load("netflix").await;
+    let entry_of = |content_hash: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(content_hash)
+            })
+            .unwrap()
+    };
+    let github_code = std::fs::read(entry_of(github.content_hash())).unwrap();
+    let netflix_entry = entry_of(netflix.content_hash());
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().mode() & 0o777,
+        0o700,
+        "the cache directory is private"
+    );
+
+    // Another user plants native code under netflix's name: compiled github, owned by nobody.
+    plant_cache_entry(&netflix_entry, &github_code, |path| {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap()
+    });
+    assert_eq!(
+        load("netflix").await.manifest().name,
+        "netflix",
+        "an entry owned by another user is not loaded"
+    );
+    let rewritten = std::fs::metadata(&netflix_entry).unwrap();
+    assert_eq!(
+        (rewritten.uid(), rewritten.mode() & 0o077),
+        (nix::unistd::geteuid().as_raw(), 0),
+        "the recompiled entry replaced it, private to the host's user"
+    );
+
+    // The host's own file, but writable by everyone.
+    plant_cache_entry(&netflix_entry, &github_code, |path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap()
+    });
+    assert_eq!(
+        load("netflix").await.manifest().name,
+        "netflix",
+        "a world-writable entry is not loaded"
+    );
+
+    // The host's own private file is loaded as it is: the check refuses only what others could write.
+    plant_cache_entry(&netflix_entry, &github_code, |path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap()
+    });
+    assert_eq!(
+        load("netflix").await.manifest().name,
+        "github",
+        "a private entry is trusted"
+    );
+}
+
 #[tokio::test]
 async fn a_memory_limit_above_the_pool_slot_is_refused() {
     let runtime = runtime();

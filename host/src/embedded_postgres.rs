@@ -4,6 +4,12 @@
 //! The cluster lives in `<dir>/pg`, listens on a unix socket in `<dir>/run` only, and is
 //! stopped by the PID in its `postmaster.pid`. PostgreSQL refuses to run as root, so when the
 //! host runs as root the server runs as the unprivileged `postgres` user.
+//!
+//! Only the host's own OS user may connect: the data and socket directories are 0700 (owned by
+//! the server's user), the socket is 0700, and `pg_hba.conf` admits nobody but the host's user,
+//! by peer authentication mapped to the `postgres` role, so there is no password to keep or
+//! leak. Root reaches the 0700 socket as the server's user's equal; an unprivileged host runs
+//! the server as itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,10 +49,13 @@ impl EmbeddedPostgres {
             std::fs::create_dir_all(path)
                 .with_context(|| format!("creating {}", path.display()))?;
         }
+        // Other users may pass through the top directory to nothing they can open: what is
+        // inside is private to the host's user or to the server's.
+        set_mode(&socket_dir, 0o700)?;
+        set_mode(&dir, if run_as.is_some() { 0o711 } else { 0o700 })?;
         if let Some(user) = &run_as {
             // The server's user must reach the directory and own its socket directory.
             check_ancestors_searchable(&dir)?;
-            make_traversable(&dir)?;
             nix::unistd::chown(&socket_dir, Some(user.uid), Some(user.gid)).with_context(|| {
                 format!("handing {} to the postgres user", socket_dir.display())
             })?;
@@ -61,8 +70,14 @@ impl EmbeddedPostgres {
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initialize()?;
         }
+        // Written at every start, so that a cluster initialized by an older host (which let
+        // every local user in) is closed as well.
+        cluster.write_authentication_rules()?;
+        set_mode(&cluster.data_dir, 0o700)?;
         if cluster.running_pid().is_none() {
             cluster.start_server()?;
+        } else {
+            cluster.reload_server()?;
         }
         Ok(cluster)
     }
@@ -101,7 +116,8 @@ impl EmbeddedPostgres {
         let mut command = self.command("initdb");
         command.arg("--pgdata").arg(&self.data_dir).args([
             "--username=postgres",
-            "--auth=trust",
+            "--auth-local=peer",
+            "--auth-host=reject",
             "--encoding=UTF8",
         ]);
         if self.options.throwaway {
@@ -112,7 +128,7 @@ impl EmbeddedPostgres {
 
     fn start_server(&self) -> anyhow::Result<()> {
         let mut server_options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -p {PORT} -c max_connections=200",
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c unix_socket_permissions=0700 -p {PORT} -c max_connections=200",
             self.socket_dir.display()
         );
         if self.options.throwaway {
@@ -129,6 +145,40 @@ impl EmbeddedPostgres {
             .arg("-o")
             .arg(server_options);
         run_quietly(command, "pg_ctl start")
+    }
+
+    /// Admits only the host's OS user, as the `postgres` role, over the unix socket; every
+    /// other connection is rejected.
+    fn write_authentication_rules(&self) -> anyhow::Result<()> {
+        let host_user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .context("looking up the host's user")?
+            .context("the host's user id has no name, which peer authentication needs")?;
+        let hba = "# Written by wasmhook at every start: only the host's own OS user may connect.\n\
+                   local all postgres peer map=wasmhook\n\
+                   local all all reject\n\
+                   host all all all reject\n";
+        let ident = format!(
+            "# Written by wasmhook at every start: the host's OS user connects as postgres.\n\
+             wasmhook {} postgres\n",
+            host_user.name
+        );
+        for (name, text) in [("pg_hba.conf", hba), ("pg_ident.conf", ident.as_str())] {
+            let path = self.data_dir.join(name);
+            // Rewriting the existing file keeps its owner (the server's user) and its mode.
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Makes a running server (adopted from an earlier process) read the rules just written.
+    fn reload_server(&self) -> anyhow::Result<()> {
+        let mut command = self.command("pg_ctl");
+        command
+            .arg("reload")
+            .arg("--pgdata")
+            .arg(&self.data_dir)
+            .arg("--silent");
+        run_quietly(command, "pg_ctl reload")
     }
 
     /// The postmaster's PID if it is running.
@@ -194,15 +244,10 @@ fn run_quietly(mut command: Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds search (execute) permission for everyone on `dir`, so a server running as another
-/// user can reach its data and socket directories inside it.
-fn make_traversable(dir: &Path) -> anyhow::Result<()> {
+fn set_mode(dir: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let metadata = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let mut permissions = metadata.permissions();
-    permissions.set_mode(permissions.mode() | 0o711);
-    std::fs::set_permissions(dir, permissions)
-        .with_context(|| format!("making {} traversable", dir.display()))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the permissions of {} to {mode:o}", dir.display()))
 }
 
 /// Fails clearly when a directory above `dir` keeps other users out, since the server runs as
@@ -273,4 +318,84 @@ pub fn find_server_binaries() -> anyhow::Result<PathBuf> {
     bail!(
         "no PostgreSQL server binaries (initdb, pg_ctl) found: install the PostgreSQL server (Debian: apt-get install postgresql) or set database.url"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `program` with `arguments` as the `nobody` user and returns whether it succeeded,
+    /// with its stderr.
+    fn run_as_nobody(program: &Path, arguments: &[&str]) -> (bool, String) {
+        let output = Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(program)
+            .args(arguments)
+            .env("HOME", "/tmp")
+            .output()
+            .expect("runuser runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn psql_arguments(cluster: &EmbeddedPostgres) -> Vec<String> {
+        vec![
+            "--no-psqlrc".to_owned(),
+            "--host".to_owned(),
+            cluster.socket_dir().display().to_string(),
+            "--port".to_owned(),
+            PORT.to_string(),
+            "--username=postgres".to_owned(),
+            "--dbname=postgres".to_owned(),
+            "--command=SELECT 1".to_owned(),
+        ]
+    }
+
+    #[test]
+    fn another_local_user_can_neither_connect_to_nor_read_the_cluster() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test runs commands as the `nobody` user, so it must run as root (as make test does)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("wasmhook-private-pg")
+            .tempdir()
+            .unwrap();
+        let cluster = EmbeddedPostgres::start(dir.path(), ClusterOptions { throwaway: true })
+            .expect("the cluster starts");
+        // Debian keeps psql beside the server binaries; other layouts have it on PATH.
+        let psql = Some(cluster.bin_dir.join("psql"))
+            .filter(|path| path.is_file())
+            .unwrap_or_else(|| PathBuf::from("psql"));
+        let arguments = psql_arguments(&cluster);
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+
+        let host = Command::new(&psql)
+            .args(&arguments)
+            .output()
+            .expect("psql runs");
+        let (other_connected, other_error) = run_as_nobody(&psql, &arguments);
+        let (other_listed_sockets, _) = run_as_nobody(
+            Path::new("ls"),
+            &[&cluster.socket_dir().display().to_string()],
+        );
+        let hba = cluster.data_dir.join("pg_hba.conf");
+        let (other_read_rules, _) = run_as_nobody(Path::new("cat"), &[&hba.display().to_string()]);
+        cluster.stop().unwrap();
+
+        assert!(
+            host.status.success(),
+            "the host's user connects: {}",
+            String::from_utf8_lossy(&host.stderr)
+        );
+        assert!(!other_connected, "nobody connected to the cluster");
+        assert!(
+            other_error.contains("Permission denied"),
+            "refused at the socket: {other_error}"
+        );
+        assert!(!other_listed_sockets, "nobody listed the socket directory");
+        assert!(!other_read_rules, "nobody read the data directory");
+    }
 }

@@ -427,10 +427,21 @@ impl PluginRuntime {
             .precompile_compatibility_hash()
             .hash(&mut hasher);
         let cache_path = cache_dir.join(format!("{content_hash}-{:016x}.cwasm", hasher.finish()));
-        if cache_path.exists() {
+        let trusted = match cache_entry_is_trusted(cache_dir, &cache_path) {
+            Ok(trusted) => trusted,
+            Err(reason) => {
+                // Loading it would run whatever native code another user put there.
+                tracing::warn!(
+                    cache_file = %cache_path.display(),
+                    "not loading a compiled plugin cache entry ({reason}): compiling instead"
+                );
+                false
+            }
+        };
+        if trusted {
             // SAFETY: the file was written by `Component::serialize` of this host, for these
-            // exact bytes (the content hash) and an engine with the same compatibility hash,
-            // and the cache directory is private to the host's user.
+            // exact bytes (the content hash) and an engine with the same compatibility hash; it
+            // and its directory belong to the host's user and nobody else can write them.
             match unsafe { Component::deserialize_file(&self.engine, &cache_path) } {
                 Ok(component) => return Ok(component),
                 Err(error) => tracing::warn!(
@@ -525,12 +536,49 @@ fn describe_non_component(bytes: &[u8]) -> String {
     }
 }
 
+/// Whether a cache entry may be loaded as native code: `Ok(false)` when there is none, an
+/// error naming the reason when it or its directory is not the host user's alone (another
+/// owner, writable by group or others, or not a plain file).
+fn cache_entry_is_trusted(cache_dir: &Path, cache_path: &Path) -> Result<bool, String> {
+    use std::os::unix::fs::MetadataExt;
+    let host_user = nix::unistd::geteuid().as_raw();
+    let private_to_host = |path: &Path, metadata: &std::fs::Metadata| {
+        if metadata.uid() != host_user {
+            Err(format!(
+                "{} is owned by uid {}, not the host's user",
+                path.display(),
+                metadata.uid()
+            ))
+        } else if metadata.mode() & 0o022 != 0 {
+            Err(format!("{} is writable by group or others", path.display()))
+        } else {
+            Ok(())
+        }
+    };
+    let entry = match std::fs::symlink_metadata(cache_path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(format!("{}: {error}", cache_path.display())),
+    };
+    if !entry.file_type().is_file() {
+        return Err(format!("{} is not a plain file", cache_path.display()));
+    }
+    let directory = std::fs::metadata(cache_dir)
+        .map_err(|error| format!("{}: {error}", cache_dir.display()))?;
+    private_to_host(cache_dir, &directory)?;
+    private_to_host(cache_path, &entry)?;
+    Ok(true)
+}
+
 fn write_cache_entry(
     cache_dir: &Path,
     cache_path: &Path,
     component: &Component,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(cache_dir).context("creating the cache directory")?;
+    // Private to the host's user: what is in here is loaded as native code.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(cache_dir)
+        .context("creating the cache directory")?;
     let serialized = component
         .serialize()
         .map_err(|error| anyhow::anyhow!("serializing: {error}"))?;
