@@ -12,6 +12,10 @@ use support::app::TestApp;
 use support::receiver::{Receiver, Reply};
 
 const OLD_FINISHED: i64 = 6000;
+
+/// Retention passes and the deletion counters they move are process-wide, so the tests that
+/// run passes take turns.
+static RETENTION_PASSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const OLD_PENDING: i64 = 10;
 
 async fn seed_old_rows(pool: &sqlx::PgPool) {
@@ -55,6 +59,7 @@ async fn seed_old_rows(pool: &sqlx::PgPool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_finished_rows_in_batches_without_blocking_ingest() {
+    let _turn = RETENTION_PASSES.lock().await;
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = TestApp::spawn(&format!(
         r#"
@@ -78,6 +83,7 @@ allow_private_networks = true
         events: Duration::from_secs(30 * 86400),
         attempts: Duration::from_secs(30 * 86400),
         dedupe_keys: Duration::from_secs(7 * 86400),
+        replayable: Duration::from_secs(90 * 86400),
         batch_size: 200,
         pause_between_batches: Duration::from_millis(5),
         interval: Duration::from_secs(3600),
@@ -125,4 +131,317 @@ allow_private_networks = true
     .await
     .unwrap();
     assert_eq!(old_attempts, 0);
+}
+
+fn settings() -> RetentionSettings {
+    RetentionSettings {
+        events: Duration::from_secs(30 * 86400),
+        attempts: Duration::from_secs(30 * 86400),
+        dedupe_keys: Duration::from_secs(7 * 86400),
+        replayable: Duration::from_secs(90 * 86400),
+        batch_size: 100,
+        pause_between_batches: Duration::from_millis(1),
+        interval: Duration::from_secs(3600),
+    }
+}
+
+/// The host's own background retention keeps everything, so that only the passes a test runs
+/// delete (and count) rows.
+fn one_source_config(source: &str, plugin: &str, config: &str, receiver: &Receiver) -> String {
+    format!(
+        r#"
+[retention]
+events_days = 100000
+replayable_days = 100000
+attempts_days = 100000
+
+[[sources]]
+name = "{source}"
+plugin = "{plugin}"
+config = '{config}'
+
+[[destinations]]
+name = "d"
+url = "{}"
+routes = ["*"]
+allow_private_networks = true
+"#,
+        receiver.url("/d")
+    )
+}
+
+const NO_SIGNATURE: &str = r#"{"signature": {"scheme": "none"}}"#;
+
+/// One request of `source` received `age_days` ago with `status`, and for accepted ones one
+/// event with one job in `job_state`, written in one statement (so that no retention pass sees
+/// the request without its job).
+async fn seed_request(
+    pool: &sqlx::PgPool,
+    source: &str,
+    age_days: i32,
+    status: &str,
+    job_state: Option<&str>,
+    body: &[u8],
+) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH raw AS (
+             INSERT INTO raw_requests (id, source_name, received_at, method, path, query, headers, body, status, plugin)
+             VALUES ($1, $2, now() - make_interval(days => $3), 'POST', '/webhooks/' || $2, '', '[]', $4, $5, 'seeded@0.0.1')
+             RETURNING id
+         ), event AS (
+             INSERT INTO events (id, raw_request_id, source_name, event_id, event_type, event_source, time, data, route_keys, created_at)
+             SELECT gen_random_uuid(), id, $2, id::text, 'order.paid', 'urn:test', '', '{}', '{order.paid}', now() - make_interval(days => $3)
+             FROM raw WHERE $6::text IS NOT NULL
+             RETURNING id
+         )
+         INSERT INTO delivery_jobs (id, event_row_id, destination_name, state, attempt, next_attempt_at, created_at)
+         SELECT gen_random_uuid(), id, 'd', $6, 1, now() + interval '1 day', now() - make_interval(days => $3) FROM event",
+    )
+    .bind(id)
+    .bind(source)
+    .bind(age_days)
+    .bind(body)
+    .bind(status)
+    .bind(job_state)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+/// `wasmhook_retention_deleted_total` per kind, as `/metrics` renders it.
+fn deleted_counts() -> std::collections::HashMap<String, u64> {
+    wasmhook::metrics::handle()
+        .render()
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("wasmhook_retention_deleted_total{kind=\"")?;
+            let (kind, value) = rest.split_once("\"} ")?;
+            Some((kind.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+async fn exists(pool: &sqlx::PgPool, id: uuid::Uuid) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM raw_requests WHERE id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn what_is_kept_for_replay_has_its_own_retention_and_deletions_are_counted() {
+    let _turn = RETENTION_PASSES.lock().await;
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = TestApp::spawn(&one_source_config(
+        "acme",
+        "generic",
+        NO_SIGNATURE,
+        &receiver,
+    ))
+    .await;
+    // (what, age in days, status, job state, kept by a pass with 30 and 90 days)
+    let cases = [
+        (
+            "delivered 40 days ago",
+            40,
+            "accepted",
+            Some("delivered"),
+            false,
+        ),
+        ("quarantined 40 days ago", 40, "quarantined", None, true),
+        ("dead 40 days ago", 40, "accepted", Some("dead"), true),
+        ("failed 40 days ago", 40, "accepted", Some("failed"), true),
+        ("quarantined 100 days ago", 100, "quarantined", None, false),
+        ("dead 100 days ago", 100, "accepted", Some("dead"), false),
+        (
+            "retrying 100 days ago",
+            100,
+            "accepted",
+            Some("retrying"),
+            true,
+        ),
+        (
+            "delivered yesterday",
+            1,
+            "accepted",
+            Some("delivered"),
+            true,
+        ),
+    ];
+    let mut seeded = Vec::new();
+    for (what, age, status, job_state, kept) in cases {
+        let id = seed_request(&app.pool, "acme", age, status, job_state, b"{}").await;
+        seeded.push((what, id, kept));
+    }
+    let before = deleted_counts();
+
+    let totals = run_pass(&app.pool, &settings(), 100).await.unwrap();
+
+    for (what, id, kept) in seeded {
+        assert_eq!(exists(&app.pool, id).await, kept, "{what}: kept");
+    }
+    assert_eq!((totals.raw_requests, totals.replayable_requests), (1, 2));
+    let after = deleted_counts();
+    let deleted =
+        |kind: &str| after.get(kind).copied().unwrap_or(0) - before.get(kind).copied().unwrap_or(0);
+    assert_eq!(
+        (deleted("requests"), deleted("replayable_requests")),
+        (1, 2),
+        "/metrics counts what retention deleted: {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_requests_a_replay_is_working_on() {
+    let _turn = RETENTION_PASSES.lock().await;
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    // Every replayed request spins until its deadline, so the replay runs for a while.
+    let app = TestApp::spawn(&one_source_config(
+        "spin",
+        "hostile",
+        "endless-loop",
+        &receiver,
+    ))
+    .await;
+    const REQUESTS: usize = 20;
+    for _ in 0..REQUESTS {
+        seed_request(&app.pool, "spin", 100, "quarantined", None, b"{}").await;
+    }
+    let config = wasmhook::config::Config::from_toml(app.config_text()).unwrap();
+    let pool = app.pool.clone();
+    let replay = tokio::spawn(async move {
+        wasmhook::replay::replay_quarantined(&config, &pool, None)
+            .await
+            .unwrap()
+    });
+
+    // Wait until the replay holds its guard (a shared advisory lock in this database).
+    let mut guarded = false;
+    for _ in 0..3000 {
+        guarded = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+                 WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if guarded || replay.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(guarded, "the replay took no guard against retention");
+    let during = run_pass(&app.pool, &settings(), 100).await.unwrap();
+    let still_quarantined: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM raw_requests WHERE status = 'quarantined'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(during.replayable_requests, 0);
+    assert_eq!(
+        still_quarantined, REQUESTS as i64,
+        "nothing under replay was deleted"
+    );
+
+    let results = replay.await.unwrap();
+    assert_eq!(results.len(), REQUESTS);
+    assert!(results.iter().all(|(_, outcome)| matches!(
+        outcome,
+        wasmhook::replay::QuarantineReplay::StillFailing(_)
+    )));
+    let after = run_pass(&app.pool, &settings(), 100).await.unwrap();
+    assert_eq!(
+        after.replayable_requests, REQUESTS as u64,
+        "once the replay is over they expire"
+    );
+}
+
+#[tokio::test]
+async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_once() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = TestApp::spawn(&one_source_config(
+        "acme",
+        "generic",
+        NO_SIGNATURE,
+        &receiver,
+    ))
+    .await;
+    let total = wasmhook::replay::QUARANTINE_PAGE_SIZE as usize * 5 / 2;
+    let mut seeded = std::collections::HashSet::new();
+    for number in 0..total {
+        // Every third request is still refused, so it stays quarantined and in the pages.
+        let body = if number % 3 == 0 {
+            format!("not json {number}")
+        } else {
+            format!(r#"{{"number":{number}}}"#)
+        };
+        seeded
+            .insert(seed_request(&app.pool, "acme", 1, "quarantined", None, body.as_bytes()).await);
+    }
+    let config = wasmhook::config::Config::from_toml(app.config_text()).unwrap();
+
+    let results = wasmhook::replay::replay_quarantined(&config, &app.pool, None)
+        .await
+        .unwrap();
+
+    let replayed: std::collections::HashSet<uuid::Uuid> =
+        results.iter().map(|(id, _)| *id).collect();
+    assert_eq!(results.len(), total, "each request once");
+    assert_eq!(replayed, seeded, "every request");
+    let stored = results
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, wasmhook::replay::QuarantineReplay::Stored(_)))
+        .count();
+    assert_eq!(stored, total - total.div_ceil(3));
+    let counts = app.counts().await;
+    assert_eq!(
+        (counts.quarantined as usize, counts.events as usize),
+        (total.div_ceil(3), stored)
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_every_quarantined_request() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = TestApp::spawn(&one_source_config(
+        "acme",
+        "generic",
+        NO_SIGNATURE,
+        &receiver,
+    ))
+    .await;
+    const QUARANTINED: i64 = 10_001;
+    sqlx::query(
+        "INSERT INTO raw_requests (id, source_name, received_at, method, path, query, headers, body, status, plugin)
+         SELECT gen_random_uuid(), 'acme', now(), 'POST', '/webhooks/acme', '', '[]', '\\x7b7d', 'quarantined', 'generic@0.1.0'
+         FROM generate_series(1, $1)",
+    )
+    .bind(QUARANTINED)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let config_path = directory.path().join("wasmhook.toml");
+    std::fs::write(&config_path, app.config_text()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .args(["replay", "--quarantined", "--dry-run", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{QUARANTINED} quarantined requests would be replayed"
+        )),
+        "{stdout}"
+    );
 }

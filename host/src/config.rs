@@ -109,6 +109,8 @@ impl AdminConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     pub events_days: f64,
+    /// Quarantined requests and requests with a dead or failed delivery: kept for replay.
+    pub replayable_days: f64,
     pub attempts_days: f64,
     pub batch_size: i64,
     pub pause_between_batches_ms: u64,
@@ -489,11 +491,13 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be above 0");
         }
-        if !(self.retention.events_days > 0.0 && self.retention.attempts_days > 0.0)
+        if !(self.retention.events_days > 0.0
+            && self.retention.replayable_days > 0.0
+            && self.retention.attempts_days > 0.0)
             || self.retention.batch_size <= 0
         {
             bail!(
-                "invalid configuration: retention.events_days, attempts_days and batch_size must be above 0"
+                "invalid configuration: retention.events_days, replayable_days, attempts_days and batch_size must be above 0"
             );
         }
         if self.plugins.breaker_failure_threshold == 0

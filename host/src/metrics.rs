@@ -66,6 +66,10 @@ fn describe() {
         "wasmhook_destinations_paused_total",
         "Destinations paused because their receiver answered 410 Gone."
     );
+    describe_counter!(
+        "wasmhook_retention_deleted_total",
+        "Rows retention deleted, by kind: requests (with their events and jobs), replayable_requests (quarantined, or with a dead or failed delivery), attempts, dedupe_keys."
+    );
     describe_gauge!("wasmhook_jobs", "Delivery jobs by state.");
     describe_gauge!(
         "wasmhook_oldest_due_job_age_seconds",
@@ -144,6 +148,11 @@ pub fn breaker_transition(destination: &str, opened: bool) {
     } else {
         0.0
     });
+}
+
+/// Rows one retention batch deleted, per kind.
+pub fn retention_deleted(kind: &'static str, rows: u64) {
+    counter!("wasmhook_retention_deleted_total", "kind" => kind).increment(rows);
 }
 
 pub fn destination_paused(destination: &str) {

@@ -393,10 +393,20 @@ pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64>
          ), notified AS (SELECT pg_notify('wasmhook_jobs', ''))
          SELECT count(*) FROM replayed, notified"
     );
-    bind_replay(sqlx::query_scalar(&sql), filter)
-        .fetch_one(pool)
+    let mut transaction = pool.begin().await.context("starting a replay")?;
+    // Shared with other replays; waits for a retention batch to commit, whose deleted rows this
+    // replay then no longer sees.
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(crate::store::REPLAY_GUARD_LOCK)
+        .execute(&mut *transaction)
         .await
-        .context("replaying jobs")
+        .context("taking the replay guard")?;
+    let replayed = bind_replay(sqlx::query_scalar(&sql), filter)
+        .fetch_one(&mut *transaction)
+        .await
+        .context("replaying jobs")?;
+    transaction.commit().await.context("committing a replay")?;
+    Ok(replayed)
 }
 
 /// Jobs by state (the not-yet-finished ones and the dead) and the age of the oldest due job.

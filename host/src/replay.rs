@@ -14,7 +14,7 @@ use crate::ingest::{
 };
 use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings};
 use crate::queue::{self, ReplayFilter};
-use crate::store::{self, IngestOutcome, IngestWrite};
+use crate::store::{self, IngestOutcome, IngestWrite, RawRequest};
 
 /// What became of one quarantined request.
 #[derive(Debug)]
@@ -27,104 +27,178 @@ pub enum QuarantineReplay {
     StillFailing(String),
 }
 
-/// Runs quarantined requests (one, or all) through the current plugins of their sources.
+/// Quarantined requests are read this many at a time, so a replay holds one page of bodies.
+pub const QUARANTINE_PAGE_SIZE: i64 = 100;
+
+/// Runs quarantined requests (one, or all) through the current plugins of their sources, a
+/// page at a time. The signature is not checked again: a request is stored only after the
+/// host verified it, and its credentials (a shared token) were redacted before it was stored.
+/// Retention leaves replayable rows alone while this runs.
 pub async fn replay_quarantined(
     config: &Config,
     pool: &PgPool,
     request_id: Option<Uuid>,
 ) -> anyhow::Result<Vec<(Uuid, QuarantineReplay)>> {
-    let requests = store::quarantined_requests(pool, request_id, 10_000).await?;
-    if request_id.is_some() && requests.is_empty() {
+    let guard = store::ReplayGuard::hold(pool).await?;
+    let result = replay_pages(config, pool, request_id).await;
+    guard.release().await;
+    result
+}
+
+async fn replay_pages(
+    config: &Config,
+    pool: &PgPool,
+    request_id: Option<Uuid>,
+) -> anyhow::Result<Vec<(Uuid, QuarantineReplay)>> {
+    let mut replayer = Replayer::new(config, pool).await?;
+    let mut results = Vec::new();
+    let mut after = None;
+    loop {
+        let page =
+            store::quarantined_requests(pool, request_id, after, QUARANTINE_PAGE_SIZE).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.received_at, last.id));
+        let full_page = page.len() as i64 == QUARANTINE_PAGE_SIZE;
+        for raw in page {
+            let id = raw.id;
+            let outcome = replayer.replay(raw).await?;
+            results.push((id, outcome));
+        }
+        if !full_page {
+            break;
+        }
+    }
+    if request_id.is_some() && results.is_empty() {
         anyhow::bail!("no quarantined request has that id");
     }
-    let runtime = PluginRuntime::new(RuntimeSettings {
-        max_concurrent_instances: config.plugins.max_concurrent_instances,
-        pool_memory_bytes: config.plugins.pool_memory_bytes,
-        compiled_cache_dir: Some(config.compiled_cache_dir()),
-    })?;
-    let defaults = SourceDefaults::from_config(config);
-    let stored_sources = store::load_sources(pool).await?;
-    let destinations = destination_routes(queue::load_destinations(pool, false).await?);
-    // Each source is built once, when its first request comes up.
-    let mut sources: HashMap<String, Result<SourceRuntime, String>> = HashMap::new();
-    let mut results = Vec::with_capacity(requests.len());
-    for raw in requests {
-        if !sources.contains_key(&raw.source_name) {
-            let built = match stored_sources
-                .iter()
-                .find(|source| source.record.name == raw.source_name)
-            {
-                Some(stored) => build_source(&runtime, pool, stored, &defaults)
-                    .await
-                    .map_err(|error| format!("the source cannot be served: {error:#}")),
-                None => Err(format!("the source {:?} no longer exists", raw.source_name)),
-            };
-            sources.insert(raw.source_name.clone(), built);
-        }
-        let source = match &sources[&raw.source_name] {
-            Ok(source) => source,
-            Err(reason) => {
-                results.push((raw.id, QuarantineReplay::NotStored(reason.clone())));
-                continue;
-            }
-        };
-        let plugin_request = PluginRequest {
-            request_id: raw.id.to_string(),
-            method: raw.method.clone(),
-            path: raw.path.clone(),
-            query: raw.query.clone(),
-            headers: raw.headers.clone(),
-            body: raw.body.clone(),
-            received_at: raw.received_at,
-            source_name: raw.source_name.clone(),
-            config: source.config.clone(),
-        };
-        let active = source.active.load_full();
-        let outcome = match active
-            .plugin
-            .handle(plugin_request, source.secrets.clone())
-            .await
-        {
-            Err(error) => QuarantineReplay::StillFailing(error.to_string()),
-            Ok(report) => match report.outcome {
-                PluginOutcome::Events(events) if !events.is_empty() => {
-                    let request_id = raw.id;
-                    let mut raw = raw.clone();
-                    raw.plugin = active.plugin.label().to_owned();
-                    let write = IngestWrite::Events {
-                        raw,
-                        events: route_events(&destinations, events),
-                    };
-                    let stored = store::write_batch(
-                        pool,
-                        std::slice::from_ref(&write),
-                        Duration::from_secs(config.ingest.dedupe_window_seconds),
-                        chrono::Utc::now(),
-                    )
-                    .await
-                    .context("storing the replayed events")?;
-                    let outcome = stored.into_iter().next().context("one outcome")?;
-                    if matches!(outcome, IngestOutcome::Duplicate { .. }) {
-                        // Its events were stored meanwhile; the request is handled.
-                        store::mark_request_accepted(pool, request_id).await?;
-                    }
-                    QuarantineReplay::Stored(outcome)
-                }
-                PluginOutcome::Events(_) => {
-                    QuarantineReplay::NotStored("the plugin produced no events".to_owned())
-                }
-                PluginOutcome::Rejected { kind, reason } => QuarantineReplay::NotStored(format!(
-                    "the plugin refused it ({kind:?}): {reason}"
-                )),
-                PluginOutcome::Reply(reply) => QuarantineReplay::NotStored(format!(
-                    "the plugin answered a handshake ({})",
-                    reply.status
-                )),
-            },
-        };
-        results.push((raw.id, outcome));
-    }
     Ok(results)
+}
+
+/// What a replay of quarantined requests keeps between requests: the runtime, the stored
+/// sources and destinations, and each source once it is built.
+struct Replayer<'a> {
+    config: &'a Config,
+    pool: &'a PgPool,
+    runtime: std::sync::Arc<PluginRuntime>,
+    defaults: SourceDefaults,
+    stored_sources: Vec<store::StoredSource>,
+    destinations: Vec<crate::ingest::DestinationRoutes>,
+    sources: HashMap<String, Result<SourceRuntime, String>>,
+}
+
+impl<'a> Replayer<'a> {
+    async fn new(config: &'a Config, pool: &'a PgPool) -> anyhow::Result<Replayer<'a>> {
+        let runtime = PluginRuntime::new(RuntimeSettings {
+            max_concurrent_instances: config.plugins.max_concurrent_instances,
+            pool_memory_bytes: config.plugins.pool_memory_bytes,
+            compiled_cache_dir: Some(config.compiled_cache_dir()),
+        })?;
+        Ok(Replayer {
+            config,
+            pool,
+            runtime,
+            defaults: SourceDefaults::from_config(config),
+            stored_sources: store::load_sources(pool).await?,
+            destinations: destination_routes(queue::load_destinations(pool, false).await?),
+            sources: HashMap::new(),
+        })
+    }
+
+    /// Builds a request's source once, when its first request comes up.
+    async fn build_if_missing(&mut self, name: &str) {
+        if self.sources.contains_key(name) {
+            return;
+        }
+        let built = match self
+            .stored_sources
+            .iter()
+            .find(|source| source.record.name == name)
+        {
+            Some(stored) => build_source(&self.runtime, self.pool, stored, &self.defaults)
+                .await
+                .map_err(|error| format!("the source cannot be served: {error:#}")),
+            None => Err(format!("the source {name:?} no longer exists")),
+        };
+        self.sources.insert(name.to_owned(), built);
+    }
+
+    async fn replay(&mut self, raw: RawRequest) -> anyhow::Result<QuarantineReplay> {
+        self.build_if_missing(&raw.source_name).await;
+        let source = &self.sources[&raw.source_name];
+        match source {
+            Err(reason) => Ok(QuarantineReplay::NotStored(reason.clone())),
+            Ok(source) => {
+                replay_through(self.config, self.pool, &self.destinations, source, raw).await
+            }
+        }
+    }
+}
+
+/// Runs one quarantined request through its source's plugin and stores what it produced.
+async fn replay_through(
+    config: &Config,
+    pool: &PgPool,
+    destinations: &[crate::ingest::DestinationRoutes],
+    source: &SourceRuntime,
+    raw: RawRequest,
+) -> anyhow::Result<QuarantineReplay> {
+    let plugin_request = PluginRequest {
+        request_id: raw.id.to_string(),
+        method: raw.method.clone(),
+        path: raw.path.clone(),
+        query: raw.query.clone(),
+        headers: raw.headers.clone(),
+        body: raw.body.clone(),
+        received_at: raw.received_at,
+        source_name: raw.source_name.clone(),
+        config: source.config.clone(),
+    };
+    let active = source.active.load_full();
+    let report = match active
+        .plugin
+        .handle(plugin_request, source.secrets.clone())
+        .await
+    {
+        Err(error) => return Ok(QuarantineReplay::StillFailing(error.to_string())),
+        Ok(report) => report,
+    };
+    Ok(match report.outcome {
+        PluginOutcome::Events(events) if !events.is_empty() => {
+            let request_id = raw.id;
+            let mut raw = raw;
+            raw.plugin = active.plugin.label().to_owned();
+            let write = IngestWrite::Events {
+                raw,
+                events: route_events(destinations, events),
+            };
+            let stored = store::write_batch(
+                pool,
+                std::slice::from_ref(&write),
+                Duration::from_secs(config.ingest.dedupe_window_seconds),
+                chrono::Utc::now(),
+            )
+            .await
+            .context("storing the replayed events")?;
+            let outcome = stored.into_iter().next().context("one outcome")?;
+            if matches!(outcome, IngestOutcome::Duplicate { .. }) {
+                // Its events were stored meanwhile; the request is handled.
+                store::mark_request_accepted(pool, request_id).await?;
+            }
+            QuarantineReplay::Stored(outcome)
+        }
+        PluginOutcome::Events(_) => {
+            QuarantineReplay::NotStored("the plugin produced no events".to_owned())
+        }
+        PluginOutcome::Rejected { kind, reason } => {
+            QuarantineReplay::NotStored(format!("the plugin refused it ({kind:?}): {reason}"))
+        }
+        PluginOutcome::Reply(reply) => QuarantineReplay::NotStored(format!(
+            "the plugin answered a handshake ({})",
+            reply.status
+        )),
+    })
 }
 
 /// `wasmhook replay`: jobs by filter, or quarantined requests.
@@ -138,9 +212,7 @@ pub async fn replay_command(
 ) -> anyhow::Result<()> {
     if quarantined || request_id.is_some() {
         if dry_run {
-            let count = store::quarantined_requests(pool, request_id, 10_000)
-                .await?
-                .len();
+            let count = store::count_quarantined(pool, request_id).await?;
             println!("{count} quarantined requests would be replayed");
             return Ok(());
         }

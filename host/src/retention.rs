@@ -1,17 +1,21 @@
 //! Retention: old requests, events, finished jobs, attempts and expired dedupe keys are deleted
 //! in the background, in small batches with pauses between them, so that ingest and delivery
-//! never wait on a long delete.
+//! never wait on a long delete. What is kept for a replay (quarantined requests, dead and
+//! failed deliveries) has its own, longer retention, and is left alone while a replay runs.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::metrics;
 use crate::store::{self, RetentionBatch};
 
 /// How long rows are kept, and how retention paces itself.
 #[derive(Clone, Debug)]
 pub struct RetentionSettings {
     pub events: Duration,
+    /// Quarantined requests and requests with a dead or failed delivery.
+    pub replayable: Duration,
     pub attempts: Duration,
     pub dedupe_keys: Duration,
     pub batch_size: i64,
@@ -34,12 +38,15 @@ pub async fn run_pass(
         let batch = store::delete_expired_batch(
             pool,
             before(settings.events),
+            before(settings.replayable),
             before(settings.attempts),
             before(settings.dedupe_keys),
             settings.batch_size,
         )
         .await?;
+        count_deleted(&batch);
         totals.raw_requests += batch.raw_requests;
+        totals.replayable_requests += batch.replayable_requests;
         totals.attempts += batch.attempts;
         totals.dedupe_keys += batch.dedupe_keys;
         if batch.total() == 0 {
@@ -57,6 +64,7 @@ pub fn start(pool: PgPool, settings: RetentionSettings) -> tokio::task::JoinHand
             match run_pass(&pool, &settings, 10_000).await {
                 Ok(totals) if totals.total() > 0 => tracing::info!(
                     raw_requests = totals.raw_requests,
+                    replayable_requests = totals.replayable_requests,
                     attempts = totals.attempts,
                     dedupe_keys = totals.dedupe_keys,
                     "retention deleted old rows"
@@ -67,4 +75,11 @@ pub fn start(pool: PgPool, settings: RetentionSettings) -> tokio::task::JoinHand
             tokio::time::sleep(settings.interval).await;
         }
     })
+}
+
+fn count_deleted(batch: &RetentionBatch) {
+    metrics::retention_deleted("requests", batch.raw_requests);
+    metrics::retention_deleted("replayable_requests", batch.replayable_requests);
+    metrics::retention_deleted("attempts", batch.attempts);
+    metrics::retention_deleted("dedupe_keys", batch.dedupe_keys);
 }

@@ -246,6 +246,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         database.pool.clone(),
         crate::retention::RetentionSettings {
             events: Duration::from_secs_f64(config.retention.events_days * 86400.0),
+            replayable: Duration::from_secs_f64(config.retention.replayable_days * 86400.0),
             attempts: Duration::from_secs_f64(config.retention.attempts_days * 86400.0),
             dedupe_keys: Duration::from_secs(config.ingest.dedupe_window_seconds),
             batch_size: config.retention.batch_size,

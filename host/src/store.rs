@@ -631,19 +631,26 @@ struct RawRequestRow {
     plugin: String,
 }
 
-/// Quarantined raw requests, oldest first: one by id, or every one (up to `limit`).
+/// One page of quarantined raw requests in arrival order (one by id, or every one), after
+/// `after`, the `(received_at, id)` of the last request of the previous page. Paging by key
+/// keeps a replay's memory to one page and never reads a request twice, even when it stays
+/// quarantined.
 pub async fn quarantined_requests(
     pool: &PgPool,
     request_id: Option<Uuid>,
+    after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> anyhow::Result<Vec<RawRequest>> {
     let rows: Vec<RawRequestRow> = sqlx::query_as(
         "SELECT id, source_name, received_at, method, path, query, headers, body, plugin
          FROM raw_requests
          WHERE status = 'quarantined' AND ($1::uuid IS NULL OR id = $1)
-         ORDER BY received_at LIMIT $2",
+           AND ($2::timestamptz IS NULL OR (received_at, id) > ($2, $3))
+         ORDER BY received_at, id LIMIT $4",
     )
     .bind(request_id)
+    .bind(after.map(|(received_at, _)| received_at))
+    .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(pool)
     .await
@@ -664,47 +671,84 @@ pub async fn quarantined_requests(
         .collect())
 }
 
+/// Counts the quarantined requests a replay would run (one by id, or every one).
+pub async fn count_quarantined(pool: &PgPool, request_id: Option<Uuid>) -> anyhow::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM raw_requests
+         WHERE status = 'quarantined' AND ($1::uuid IS NULL OR id = $1)",
+    )
+    .bind(request_id)
+    .fetch_one(pool)
+    .await
+    .context("counting quarantined requests")
+}
+
+/// The advisory lock that every replay holds shared while it runs and that retention takes
+/// exclusively (without waiting) around its deletes of requests, so that retention never
+/// deletes a row a replay is reading or making due again.
+pub(crate) const REPLAY_GUARD_LOCK: i64 = 0x7768_5f72_6570_6c61;
+
+/// Held by a replay of quarantined requests for its whole run, on a connection of its own
+/// (outside the pool), so that the lock goes with the connection even if the replay is
+/// dropped half-way.
+pub struct ReplayGuard {
+    connection: sqlx::PgConnection,
+}
+
+impl ReplayGuard {
+    pub async fn hold(pool: &PgPool) -> anyhow::Result<ReplayGuard> {
+        use sqlx::ConnectOptions;
+        let mut connection = pool
+            .connect_options()
+            .connect()
+            .await
+            .context("connecting for the replay guard")?;
+        sqlx::query("SELECT pg_advisory_lock_shared($1)")
+            .bind(REPLAY_GUARD_LOCK)
+            .execute(&mut connection)
+            .await
+            .context("taking the replay guard")?;
+        Ok(ReplayGuard { connection })
+    }
+
+    /// Closing the connection releases the lock.
+    pub async fn release(self) {
+        use sqlx::Connection;
+        let _ = self.connection.close().await;
+    }
+}
+
 /// How much one retention batch deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetentionBatch {
+    /// Requests (with their events, jobs and attempts) whose deliveries all succeeded.
     pub raw_requests: u64,
+    /// Requests kept for a replay: quarantined, or with a dead or failed delivery.
+    pub replayable_requests: u64,
     pub attempts: u64,
     pub dedupe_keys: u64,
 }
 
 impl RetentionBatch {
     pub fn total(&self) -> u64 {
-        self.raw_requests + self.attempts + self.dedupe_keys
+        self.raw_requests + self.replayable_requests + self.attempts + self.dedupe_keys
     }
 }
 
 /// Deletes at most `batch` rows of each kind older than its cut-off, each kind in its own
 /// short statement so that no lock is held for long: raw requests (with their events, jobs and
-/// attempts) whose deliveries are all finished, attempts, and expired dedupe keys.
+/// attempts) whose deliveries all succeeded, requests kept for replay, attempts, and expired
+/// dedupe keys.
 pub async fn delete_expired_batch(
     pool: &PgPool,
     events_before: DateTime<Utc>,
+    replayable_before: DateTime<Utc>,
     attempts_before: DateTime<Utc>,
     dedupe_keys_before: DateTime<Utc>,
     batch: i64,
 ) -> anyhow::Result<RetentionBatch> {
-    let raw_requests = sqlx::query(
-        "DELETE FROM raw_requests WHERE id IN (
-             SELECT r.id FROM raw_requests r
-             WHERE r.received_at < $1
-               AND NOT EXISTS (
-                   SELECT 1 FROM events e JOIN delivery_jobs j ON j.event_row_id = e.id
-                   WHERE e.raw_request_id = r.id AND j.state IN ('due', 'running', 'retrying'))
-             ORDER BY r.received_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(events_before)
-    .bind(batch)
-    .execute(pool)
-    .await
-    .context("deleting old requests and events")?
-    .rows_affected();
+    let (raw_requests, replayable_requests) =
+        delete_expired_requests(pool, events_before, replayable_before, batch).await?;
     let attempts = sqlx::query(
         "DELETE FROM delivery_attempts WHERE id IN (
              SELECT id FROM delivery_attempts WHERE started_at < $1
@@ -729,9 +773,73 @@ pub async fn delete_expired_batch(
     .rows_affected();
     Ok(RetentionBatch {
         raw_requests,
+        replayable_requests,
         attempts,
         dedupe_keys,
     })
+}
+
+/// Requests whose deliveries are all finished, each kind after its own cut-off. Nothing is
+/// deleted while a replay holds the guard; once retention holds it, the deletes read the
+/// jobs as the replays committed them, and a replay that starts waits for this short commit.
+async fn delete_expired_requests(
+    pool: &PgPool,
+    events_before: DateTime<Utc>,
+    replayable_before: DateTime<Utc>,
+    batch: i64,
+) -> anyhow::Result<(u64, u64)> {
+    let mut transaction = pool.begin().await.context("starting a retention batch")?;
+    let guarded: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(REPLAY_GUARD_LOCK)
+        .fetch_one(&mut *transaction)
+        .await
+        .context("taking the replay guard")?;
+    if !guarded {
+        return Ok((0, 0));
+    }
+    let delivered = sqlx::query(
+        "DELETE FROM raw_requests WHERE id IN (
+             SELECT r.id FROM raw_requests r
+             WHERE r.received_at < $1 AND r.status = 'accepted'
+               AND NOT EXISTS (
+                   SELECT 1 FROM events e JOIN delivery_jobs j ON j.event_row_id = e.id
+                   WHERE e.raw_request_id = r.id
+                     AND j.state IN ('due', 'running', 'retrying', 'failed', 'dead'))
+             ORDER BY r.received_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(events_before)
+    .bind(batch)
+    .execute(&mut *transaction)
+    .await
+    .context("deleting old requests and events")?
+    .rows_affected();
+    let replayable = sqlx::query(
+        "DELETE FROM raw_requests WHERE id IN (
+             SELECT r.id FROM raw_requests r
+             WHERE r.received_at < $1
+               AND (r.status = 'quarantined' OR EXISTS (
+                   SELECT 1 FROM events e JOIN delivery_jobs j ON j.event_row_id = e.id
+                   WHERE e.raw_request_id = r.id AND j.state IN ('failed', 'dead')))
+               AND NOT EXISTS (
+                   SELECT 1 FROM events e JOIN delivery_jobs j ON j.event_row_id = e.id
+                   WHERE e.raw_request_id = r.id AND j.state IN ('due', 'running', 'retrying'))
+             ORDER BY r.received_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(replayable_before)
+    .bind(batch)
+    .execute(&mut *transaction)
+    .await
+    .context("deleting old quarantined requests and dead deliveries")?
+    .rows_affected();
+    transaction
+        .commit()
+        .await
+        .context("committing a retention batch")?;
+    Ok((delivered, replayable))
 }
 
 /// Marks a quarantined request as handled (its events turned out to be duplicates on replay).
@@ -959,7 +1067,7 @@ pub struct RawRequestView {
     pub method: String,
     pub path: String,
     pub query: String,
-    /// `[name, value]` pairs as received.
+    /// `[name, value]` pairs as received, credentials redacted (`[redacted]`).
     pub headers: Vec<(String, String)>,
     /// The body as text (invalid UTF-8 replaced); `body_base64` has the exact bytes.
     pub body: String,
