@@ -921,3 +921,235 @@ async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_a
         ]
     );
 }
+
+const GITLAB_TOKEN: &str = "glpat-the-source-secret";
+/// A plugin output cap too small for any event, so that the first request is quarantined.
+const TIGHT_LIMITS: &str = "limits = { max_output_bytes = 16 }";
+
+#[tokio::test]
+async fn credentials_in_request_headers_are_redacted_before_storage_and_a_replay_still_works() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = TestApp::spawn(&format!(
+        r#"
+[admin]
+token = "{TOKEN}"
+
+[[sources]]
+name = "gitlab"
+plugin = "gitlab"
+secrets = ["{GITLAB_TOKEN}"]
+{TIGHT_LIMITS}
+
+[[destinations]]
+name = "d"
+url = "{}"
+routes = ["*"]
+allow_private_networks = true
+"#,
+        receiver.url("/d")
+    ))
+    .await;
+    let credentials = [
+        ("x-gitlab-token", GITLAB_TOKEN),
+        ("authorization", "Bearer caller-credential"),
+        ("proxy-authorization", "Basic proxy-credential"),
+        ("cookie", "session=cookie-credential"),
+    ];
+    let event_headers = [
+        ("x-gitlab-event", "Push Hook"),
+        (
+            "x-gitlab-event-uuid",
+            "5c0b2a4e-8a3d-4a8e-9f55-0d0c6f7b1a11",
+        ),
+    ];
+    let headers: Vec<(String, String)> = credentials
+        .iter()
+        .chain(&event_headers)
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    let body = r#"{"object_kind":"push","project":{"path_with_namespace":"group/project"}}"#;
+
+    let mut wrong_token = headers.clone();
+    wrong_token[0].1 = "glpat-not-the-secret".to_owned();
+    assert_eq!(
+        app.post("gitlab", &wrong_token, body).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the token is still checked"
+    );
+    let answer: Value = app
+        .post("gitlab", &headers, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "quarantined", "{answer}");
+    let request_id: uuid::Uuid = answer["request_id"].as_str().unwrap().parse().unwrap();
+
+    let stored: Value = sqlx::query_scalar("SELECT headers FROM raw_requests WHERE id = $1")
+        .bind(request_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let stored_text = stored.to_string();
+    assert!(
+        !stored_text.contains(GITLAB_TOKEN) && !stored_text.contains("credential"),
+        "a credential was stored: {stored_text}"
+    );
+    let stored: Vec<(String, String)> = serde_json::from_value(stored).unwrap();
+    for (name, _) in credentials {
+        assert!(
+            stored.contains(&(name.to_owned(), "[redacted]".to_owned())),
+            "{name} is kept as present: {stored:?}"
+        );
+    }
+    assert!(stored.contains(&("x-gitlab-event".to_owned(), "Push Hook".to_owned())));
+
+    // The operator lifts the cap and replays: the request was authenticated when it arrived,
+    // so the redacted token does not stop it.
+    let fixed =
+        wasmhook::config::Config::from_toml(&app.config_text().replace(TIGHT_LIMITS, "")).unwrap();
+    wasmhook::store::apply_config_sources(
+        &app.pool,
+        &[(fixed.sources[0].to_record(), vec![GITLAB_TOKEN.to_owned()])],
+    )
+    .await
+    .unwrap();
+    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
+        .await
+        .unwrap();
+    let event_id = match &results[..] {
+        [
+            (
+                _,
+                wasmhook::replay::QuarantineReplay::Stored(
+                    wasmhook::store::IngestOutcome::Accepted { event_ids },
+                ),
+            ),
+        ] => event_ids[0],
+        other => panic!("expected the replay to store the event, got {other:?}"),
+    };
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    let (status, detail) = admin(
+        &app,
+        Method::GET,
+        &format!("/admin/v1/events/{event_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["event_type"], "gitlab.push");
+    let shown = detail.to_string();
+    assert!(
+        !shown.contains(GITLAB_TOKEN) && !shown.contains("credential"),
+        "the admin API showed a credential: {shown}"
+    );
+    assert!(
+        detail["raw_request"]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-gitlab-token", "[redacted]"]))
+    );
+}
+
+#[tokio::test]
+async fn destination_credentials_are_write_only_in_the_admin_api() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+    let destination = json!({
+        "name": "credentialed",
+        "url": "http://deliver:url-password@127.0.0.1:9/hook",
+        "routes": ["*"],
+        "allow_private_networks": true,
+        "headers": {
+            "Authorization": "Bearer header-password",
+            "X-Api-Key": "key-password",
+            "Cookie": "session=cookie-password",
+            "Content-Type": "application/json"
+        }
+    });
+    let (status, created) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations",
+        Some(destination),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, shown) = admin(
+        &app,
+        Method::GET,
+        "/admin/v1/destinations/credentialed",
+        None,
+    )
+    .await;
+    let (_, listed) = admin(&app, Method::GET, "/admin/v1/destinations", None).await;
+    for answer in [&created, &shown, &listed] {
+        assert!(
+            !answer.to_string().contains("password"),
+            "a credential was shown: {answer}"
+        );
+    }
+    assert_eq!(shown["url"], "http://deliver@127.0.0.1:9/hook");
+    assert_eq!(
+        shown["headers"],
+        json!({
+            "Authorization": "[redacted]",
+            "X-Api-Key": "[redacted]",
+            "Cookie": "[redacted]",
+            "Content-Type": "application/json"
+        })
+    );
+
+    // What GET showed, sent back with a change, keeps the stored credentials.
+    let mut update = json!({
+        "name": "credentialed",
+        "url": shown["url"],
+        "routes": ["order.*"],
+        "allow_private_networks": true,
+        "headers": shown["headers"],
+    });
+    let (status, updated) = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/destinations/credentialed",
+        Some(update.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["routes"], json!(["order.*"]));
+    let stored = wasmhook::queue::load_destinations(&app.pool, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|destination| destination.name == "credentialed")
+        .unwrap();
+    assert_eq!(stored.url, "http://deliver:url-password@127.0.0.1:9/hook");
+    let stored_header = |name: &str| {
+        stored
+            .headers
+            .iter()
+            .find(|(stored_name, _)| stored_name == name)
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(
+        stored_header("Authorization").as_deref(),
+        Some("Bearer header-password")
+    );
+    assert_eq!(stored_header("X-Api-Key").as_deref(), Some("key-password"));
+
+    // `[redacted]` stands for a stored value, so it cannot name a header that has none.
+    update["headers"] = json!({"X-New-Key": "[redacted]"});
+    let (status, refused) = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/destinations/credentialed",
+        Some(update),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("X-New-Key"),
+        "{refused}"
+    );
+}

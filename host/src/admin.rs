@@ -22,6 +22,7 @@ use crate::config::{DestinationConfig, SourceConfig};
 use crate::http_error::ApiError;
 use crate::ingest::{IngestState, SourceDefaults};
 use crate::queue::{self, ReplayFilter};
+use crate::redaction;
 use crate::store::{self, Change, EventFilter, SecretOwner};
 
 /// What the admin handlers share.
@@ -598,7 +599,8 @@ async fn retire_destination_secret(
     retire_secret(&state, SecretOwner::Destination, &name, secret_id).await
 }
 
-/// A destination as the API shows it: every setting, never the secret.
+/// A destination as the API shows it: every setting, never the secret, and no credential
+/// (header values other than a safe few read `[redacted]`, the URL has no password).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
     pub name: String,
@@ -628,9 +630,9 @@ impl From<crate::delivery::Destination> for DestinationView {
     fn from(destination: crate::delivery::Destination) -> Self {
         DestinationView {
             name: destination.name,
-            url: destination.url,
+            url: redaction::url_without_password(&destination.url),
             routes: destination.routes,
-            headers: destination.headers.into_iter().collect(),
+            headers: redaction::destination_headers_view(destination.headers),
             timeout_seconds: destination.timeout.as_secs_f64(),
             retry_schedule_seconds: destination
                 .retry_policy
@@ -651,6 +653,28 @@ impl From<crate::delivery::Destination> for DestinationView {
             stats: None,
         }
     }
+}
+
+/// What the API showed in place of a credential (`[redacted]` header values, the URL without
+/// its password), sent back in an update, keeps the stored credential.
+async fn keep_stored_credentials(
+    state: &AdminState,
+    input: &mut DestinationConfig,
+) -> Result<(), ApiError> {
+    let stored = queue::load_destinations(&state.pool, false)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .into_iter()
+        .find(|destination| destination.name == input.name);
+    let stored_headers = stored
+        .as_ref()
+        .map_or(&[][..], |stored| &stored.headers[..]);
+    redaction::keep_redacted_destination_headers(&mut input.headers, stored_headers)
+        .map_err(|problem| ApiError::invalid_field("headers", problem))?;
+    if let Some(stored) = stored {
+        input.url = redaction::keep_redacted_url_password(&input.url, &stored.url);
+    }
+    Ok(())
 }
 
 /// A destination's view with its secrets listed; 404 when there is none of that name.
@@ -740,7 +764,9 @@ async fn create_destination(
     State(state): State<Arc<AdminState>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (input, secret) = destination_input(&body)?;
+    let (mut input, secret) = destination_input(&body)?;
+    redaction::keep_redacted_destination_headers(&mut input.headers, &[])
+        .map_err(|problem| ApiError::invalid_field("headers", problem))?;
     let generated = secret.is_none().then(store::generate_signing_secret);
     let secret = secret.or_else(|| generated.clone()).unwrap_or_default();
     match store::create_destination(&state.pool, &input.to_record(), &secret)
@@ -787,13 +813,14 @@ async fn update_destination(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let (input, secret) = destination_input(&body)?;
+    let (mut input, secret) = destination_input(&body)?;
     if input.name != name {
         return Err(ApiError::invalid_field(
             "name",
             "must equal the name in the path (destinations are not renamed)",
         ));
     }
+    keep_stored_credentials(&state, &mut input).await?;
     match store::update_destination(&state.pool, &input.to_record(), secret.as_deref())
         .await
         .map_err(|error| ApiError::internal(&error))?
@@ -960,11 +987,16 @@ async fn get_event(
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no event with id {id:?}")))?;
-    store::event_detail(&state.pool, id)
+    let mut detail = store::event_detail(&state.pool, id)
         .await
         .map_err(|error| ApiError::internal(&error))?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))
+        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
+    // Requests are redacted before they are stored; this also covers rows stored before that.
+    redaction::redact_request_headers(
+        &crate::signature::SignatureScheme::None,
+        &mut detail.raw_request.headers,
+    );
+    Ok(Json(detail))
 }
 
 /// Which finished deliveries to make due again.

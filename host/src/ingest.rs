@@ -162,7 +162,7 @@ async fn handle_webhook(
         }
     }
 
-    let header_pairs = header_pairs(&headers);
+    let mut header_pairs = header_pairs(&headers);
     let active = source.active.load_full();
     signature::verify(
         &active.settings.signature,
@@ -175,6 +175,8 @@ async fn handle_webhook(
         source.signature_tolerance_seconds,
     )
     .map_err(|error| ApiError::signature(&error))?;
+    // Authentic: its credentials are neither stored nor handed to the plugin.
+    crate::redaction::redact_request_headers(&active.settings.signature, &mut header_pairs);
 
     let request_id = Uuid::now_v7();
     let raw = RawRequest {

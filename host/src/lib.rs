@@ -23,6 +23,7 @@ pub mod plugin_tools;
 pub mod plugins;
 pub mod queue;
 pub mod rate_limit;
+pub mod redaction;
 pub mod replay;
 pub mod retention;
 pub mod retry;
