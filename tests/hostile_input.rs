@@ -126,6 +126,8 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
     }
     chunked_too_large.extend_from_slice(b"0\r\n\r\n");
     let many_headers: Vec<String> = (0..200).map(|n| format!("X-Filler-{n}: x")).collect();
+    // Random letters do not compress, so an id this long would exceed PostgreSQL's btree limit.
+    let long_id: String = (0..6000).map(|_| fastrand::alphanumeric()).collect();
 
     let table: Vec<(&str, Vec<u8>, std::ops::RangeInclusive<u16>)> = vec![
         (
@@ -171,6 +173,24 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
                 push,
             ),
             401..=401,
+        ),
+        (
+            "an X-GitHub-Delivery over 256 bytes",
+            post(
+                "/webhooks/github",
+                &[
+                    "X-GitHub-Event: push".to_owned(),
+                    format!("X-GitHub-Delivery: {long_id}"),
+                    github_signature(push),
+                ],
+                push,
+            ),
+            400..=400,
+        ),
+        (
+            "a webhook-id over 256 bytes",
+            post("/webhooks/open", &[format!("Webhook-Id: {long_id}")], b"{}"),
+            400..=400,
         ),
         (
             "a header value folded onto a new line",

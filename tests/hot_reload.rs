@@ -60,8 +60,13 @@ fn with_custom_section(component: &[u8], payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// A push of its own for each delivery: the same body under a new delivery id is a replay,
+/// answered as a duplicate.
 fn signed_push(delivery: &str) -> (Vec<(String, String)>, Vec<u8>) {
-    let body = br#"{"ref":"r","before":"a","after":"b","pusher":{"name":"p"}}"#.to_vec();
+    let body = format!(
+        r#"{{"ref":"r","before":"a","after":"b","pusher":{{"name":"p"}},"delivery":"{delivery}"}}"#
+    )
+    .into_bytes();
     let scheme = SignatureScheme::BodyHmac {
         header: "x-hub-signature-256".into(),
         prefix: "sha256=".into(),

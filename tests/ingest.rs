@@ -181,8 +181,13 @@ async fn tampering_with_body_signature_or_secret_is_refused_and_stores_nothing()
 #[tokio::test]
 async fn every_secret_of_a_rotation_is_accepted() {
     let app = TestApp::spawn(SOURCES).await;
-    let body = push_body();
-    for (delivery, secret) in [("r-1", "old-retired-secret"), ("r-2", GITHUB_SECRET)] {
+    for (index, (delivery, secret)) in [("r-1", "old-retired-secret"), ("r-2", GITHUB_SECRET)]
+        .into_iter()
+        .enumerate()
+    {
+        // A body of its own per delivery (trailing newlines): the same body again would be a
+        // replayed duplicate.
+        let body = [push_body(), b"\n".repeat(index)].concat();
         let response = app
             .post(
                 "github",

@@ -57,20 +57,32 @@ retry_schedule_seconds = [0, 0.05, 0.05]
         prefix: "sha256=".into(),
         encoding: MacEncoding::Hex,
     };
-    let body = br#"{"ref":"r","before":"a","after":"b","pusher":{"name":"p"}}"#;
+    // A body of its own per delivery: the same body under a new delivery id is a replay.
+    let body = |delivery: &str| {
+        format!(
+            r#"{{"ref":"r","before":"a","after":"b","pusher":{{"name":"p"}},"delivery":"{delivery}"}}"#
+        )
+    };
     let headers = |delivery: &str, secret: &str| {
-        let mut headers = signature::sign(&scheme, &Secret::new(secret), body, "", 0).unwrap();
+        let mut headers = signature::sign(
+            &scheme,
+            &Secret::new(secret),
+            body(delivery).as_bytes(),
+            "",
+            0,
+        )
+        .unwrap();
         headers.push(("x-github-event".into(), "push".into()));
         headers.push(("x-github-delivery".into(), delivery.into()));
         headers
     };
     for delivery in ["a", "b", "c", "a"] {
-        app.post("github", &headers(delivery, "gh-secret"), body.to_vec())
+        app.post("github", &headers(delivery, "gh-secret"), body(delivery))
             .await;
     }
     for delivery in ["x", "y"] {
         let response = app
-            .post("github", &headers(delivery, "wrong"), body.to_vec())
+            .post("github", &headers(delivery, "wrong"), body(delivery))
             .await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }

@@ -81,6 +81,7 @@ pub struct DeliveryConfig {
     pub lease_margin_seconds: u64,
     pub shutdown_grace_seconds: u64,
     pub allow_private_networks: bool,
+    pub allowed_ports: Vec<u16>,
 }
 
 /// The admin API. Off unless a token is configured here or in `WASMHOOK_ADMIN_TOKEN`.

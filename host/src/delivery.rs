@@ -95,8 +95,23 @@ pub fn is_private_address(address: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                || is_special_purpose_ipv6(&segments)
         }
     }
+}
+
+/// IPv6 ranges that are not the public internet and are not judged by an IPv4 address inside
+/// them: IPv4-compatible (`::/96`, deprecated; it holds `::` and `::1`), IPv4-translated
+/// (`::ffff:0:0:0/96`, SIIT), local-use NAT64 (`64:ff9b:1::/48`, translated by the operator's own
+/// gateway to anything), site-local (`fec0::/10`, deprecated), discard-only (`100::/64`) and
+/// documentation (`2001:db8::/32`). IPv4-mapped `::ffff:0:0/96` is judged by its IPv4 address.
+fn is_special_purpose_ipv6(segments: &[u16; 8]) -> bool {
+    segments[..6] == [0, 0, 0, 0, 0, 0]
+        || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || segments[..3] == [0x64, 0xff9b, 1]
+        || (segments[0] & 0xffc0) == 0xfec0
+        || segments[..4] == [0x100, 0, 0, 0]
+        || segments[..2] == [0x2001, 0xdb8]
 }
 
 /// Resolves names and keeps only the addresses the destination may reach. The connection is
@@ -127,6 +142,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
 #[derive(Default)]
 pub struct Deliverer {
     clients: Mutex<HashMap<(String, bool, usize), reqwest::Client>>,
+    /// The only ports a destination URL may name (`delivery.allowed_ports`); empty: any port.
+    allowed_ports: Vec<u16>,
 }
 
 /// The settings a destination's HTTP client is built from; a change builds a new client.
@@ -139,6 +156,15 @@ fn client_key(destination: &Destination) -> (String, bool, usize) {
 }
 
 impl Deliverer {
+    /// A deliverer that refuses destination URLs naming a port outside `allowed_ports`
+    /// (empty: any port).
+    pub fn new(allowed_ports: Vec<u16>) -> Deliverer {
+        Deliverer {
+            allowed_ports,
+            ..Deliverer::default()
+        }
+    }
+
     /// Drops the clients of destinations that are gone or whose settings changed.
     pub fn retain_clients(&self, destinations: &[Destination]) {
         let current: std::collections::HashSet<_> = destinations.iter().map(client_key).collect();
@@ -178,7 +204,7 @@ impl Deliverer {
         cloudevent_json: &str,
     ) -> AttemptRecord {
         let started = Instant::now();
-        if let Err(reason) = check_url(destination) {
+        if let Err(reason) = check_url(destination, &self.allowed_ports) {
             return AttemptRecord {
                 outcome: AttemptOutcome::Failed,
                 status_code: None,
@@ -318,13 +344,22 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
     }
 }
 
-/// Checks the scheme, and the host when it is an IP literal (those skip the resolver).
-fn check_url(destination: &Destination) -> Result<(), String> {
+/// Checks the scheme, the port against `allowed_ports` (empty: any), and the host when it is
+/// an IP literal (those skip the resolver).
+fn check_url(destination: &Destination, allowed_ports: &[u16]) -> Result<(), String> {
     let url = reqwest::Url::parse(&destination.url).map_err(|error| format!("refused: {error}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "refused: the scheme {:?} is not http or https",
             url.scheme()
+        ));
+    }
+    if let Some(port) = url.port_or_known_default()
+        && !allowed_ports.is_empty()
+        && !allowed_ports.contains(&port)
+    {
+        return Err(format!(
+            "refused: port {port} is not in delivery.allowed_ports {allowed_ports:?}"
         ));
     }
     if destination.allow_private_networks {
@@ -372,10 +407,67 @@ mod tests {
             ("93.184.216.34", false),
             ("8.8.8.8", false),
             ("2606:4700::1111", false),
+            ("::7f00:1", true),
+            ("::808:808", true),
+            ("::ffff:0:a00:1", true),
+            ("::ffff:0:808:808", true),
+            ("::ffff:8.8.8.8", false),
+            ("64:ff9b:1::808:808", true),
+            ("64:ff9b:1:ffff::1", true),
+            ("64:ff9b:2::808:808", false),
+            ("fec0::1", true),
+            ("feff:ffff::1", true),
+            ("ff02::1", true),
+            ("100::1", true),
+            ("100:0:0:1::1", false),
+            ("2001:db8::1", true),
+            ("2001:4860:4860::8888", false),
         ];
         for (address, private) in table {
             let parsed: IpAddr = address.parse().unwrap();
             assert_eq!(is_private_address(parsed), private, "{address}");
+        }
+    }
+
+    fn destination_at(url: &str) -> Destination {
+        Destination {
+            name: "receiver".into(),
+            url: url.into(),
+            routes: Vec::new(),
+            signing_secrets: Vec::new(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+            retry_policy: RetryPolicy {
+                schedule: Vec::new(),
+                throttle_min_delay: Duration::ZERO,
+            },
+            max_concurrency: 1,
+            rate_limit_per_second: None,
+            paused: false,
+            allow_private_networks: false,
+            retry_client_errors: false,
+            breaker_failure_threshold: 1,
+            breaker_cooldown: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn destination_ports_outside_the_allow_list_are_refused() {
+        let table: [(&str, &[u16], bool); 7] = [
+            ("https://example.com/hook", &[], true),
+            ("https://example.com:6379/hook", &[], true),
+            ("https://example.com/hook", &[443], true),
+            ("http://example.com/hook", &[443], false),
+            ("http://example.com:8080/hook", &[80, 8080], true),
+            ("https://example.com:6379/hook", &[443, 8443], false),
+            ("https://[fec0::1]/hook", &[443], false),
+        ];
+        for (url, allowed_ports, allowed) in table {
+            assert_eq!(
+                check_url(&destination_at(url), allowed_ports).is_ok(),
+                allowed,
+                "{url} with {allowed_ports:?}"
+            );
         }
     }
 }

@@ -593,10 +593,10 @@ impl OutcomeInput {
 }
 
 /// The plugin runtime's check of a `handle` outcome never panics, and what it admits holds what
-/// the rest of the host relies on: events without NUL (PostgreSQL text), with an id, source and
-/// type, an RFC 3339 time, route keys, unique (source, id) pairs, and a CloudEvent rendering
-/// that is JSON carrying the data verbatim; replies with a status `StatusCode` accepts and
-/// headers of visible ASCII.
+/// the rest of the host relies on: events without NUL (PostgreSQL text), with an id (bounded,
+/// a btree key), source and type, an RFC 3339 time, route keys, unique (source, id) pairs, and
+/// a CloudEvent rendering that is JSON carrying the data verbatim; replies with a status
+/// `StatusCode` accepts and headers of visible ASCII.
 pub fn check_plugin_output(input: &OutcomeInput) {
     let received_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid instant");
     let outcome = match plugins::outcome_from_wit(input.to_wit(), received_at) {
@@ -642,6 +642,7 @@ fn check_event(event: &crate::events::NormalizedEvent) {
         assert!(!text.contains('\0'), "{event:?}");
     }
     assert!(!event.id.trim().is_empty() && !event.source.trim().is_empty());
+    assert!(event.id.len() <= crate::dedupe::MAX_ID_BYTES, "{event:?}");
     assert!(!event.event_type.trim().is_empty());
     assert!(chrono::DateTime::parse_from_rfc3339(&event.time).is_ok());
     assert!(!event.route_keys.is_empty());

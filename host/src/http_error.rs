@@ -51,6 +51,11 @@ impl ApiError {
         )
     }
 
+    /// A dedupe header too long to be stored as an event id; the detail names the header.
+    pub fn id_too_long(error: &crate::dedupe::IdTooLong) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "id_too_long", error.to_string())
+    }
+
     pub fn rate_limited(retry_after_seconds: u64) -> ApiError {
         ApiError {
             retry_after_seconds: Some(retry_after_seconds),

@@ -1,7 +1,7 @@
 //! `POST /webhooks/{source}`: the inbound path. In order: find the source (404), bound the
-//! body (413), rate limit (429), check the signature (401), run the plugin (its rejection, its
-//! reply, or a quarantine when it fails), then store through the group-commit queue and answer
-//! 202 (or 200 for a duplicate) only after the commit.
+//! body (413), rate limit (429), check the signature (401), bound the dedupe header (400), run
+//! the plugin (its rejection, its reply, or a quarantine when it fails), then store through the
+//! group-commit queue and answer 202 (or 200 for a duplicate) only after the commit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -175,6 +175,8 @@ async fn handle_webhook(
         source.signature_tolerance_seconds,
     )
     .map_err(|error| ApiError::signature(&error))?;
+    crate::dedupe::check_dedupe_header(active.settings.dedupe_header.as_deref(), &header_pairs)
+        .map_err(|error| ApiError::id_too_long(&error))?;
     // Authentic: its credentials are neither stored nor handed to the plugin.
     crate::redaction::redact_request_headers(&active.settings.signature, &mut header_pairs);
 
@@ -256,6 +258,7 @@ async fn handle_webhook(
                 ));
             }
             PluginOutcome::Events(events) => IngestWrite::Events {
+                body_sha256: crate::dedupe::body_key(&active.settings.signature, &raw.body),
                 raw,
                 events: route_events(&state.destinations.load(), events),
             },

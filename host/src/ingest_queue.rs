@@ -4,6 +4,7 @@
 //! Each request submits its write and waits for its own outcome, which arrives only after the
 //! transaction holding its rows has committed. A few writer tasks take turns: while one commits,
 //! the next collects whatever arrived meanwhile (up to `batch_max_requests`) into its batch.
+//! A batch PostgreSQL refuses is retried write by write, so one bad request fails alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::store::{self, IngestOutcome, IngestWrite, StoreUnavailable};
+use crate::store::{self, BatchError, IngestOutcome, IngestWrite, StoreUnavailable};
 
 struct PendingWrite {
     write: IngestWrite,
@@ -80,24 +81,53 @@ async fn run_writer(
             .drain(..)
             .map(|pending| (pending.write, pending.reply))
             .unzip();
-        let result =
-            store::write_batch(&pool, &writes, settings.dedupe_window, chrono::Utc::now()).await;
-        match result {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // A requester that went away still had its rows committed; nothing to do.
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(error) => {
-                tracing::error!(
-                    "an ingest batch of {} requests was not stored: {error}",
-                    writes.len()
-                );
-                for reply in replies {
-                    let _ = reply.send(Err(StoreUnavailable(error.0.clone())));
-                }
-            }
+        let outcomes = write_or_split(&pool, &writes, settings.dedupe_window).await;
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            // A requester that went away still had its rows committed; nothing to do.
+            let _ = reply.send(outcome);
         }
     }
+}
+
+/// Writes the batch in one transaction. When PostgreSQL refuses it (one write holds something
+/// it cannot store), each write is tried alone, so that only the bad one fails and the others
+/// are committed; when the database is out of reach, every write fails at once.
+async fn write_or_split(
+    pool: &PgPool,
+    writes: &[IngestWrite],
+    dedupe_window: Duration,
+) -> Vec<Result<IngestOutcome, StoreUnavailable>> {
+    let error = match store::write_batch(pool, writes, dedupe_window, chrono::Utc::now()).await {
+        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+        Err(error) => error,
+    };
+    if matches!(error, BatchError::Refused(_)) && writes.len() > 1 {
+        tracing::warn!(
+            "the database refused an ingest batch of {} requests ({error}); storing them one by one",
+            writes.len()
+        );
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let single = std::slice::from_ref(write);
+            outcomes.push(
+                match store::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
+                    Ok(mut outcome) => Ok(outcome.remove(0)),
+                    Err(error) => {
+                        tracing::error!("an ingest request was not stored: {error}");
+                        Err(StoreUnavailable::from(error))
+                    }
+                },
+            );
+        }
+        return outcomes;
+    }
+    tracing::error!(
+        "an ingest batch of {} requests was not stored: {error}",
+        writes.len()
+    );
+    let unavailable = StoreUnavailable::from(error);
+    writes
+        .iter()
+        .map(|_| Err(StoreUnavailable(unavailable.0.clone())))
+        .collect()
 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod breaker;
 pub mod config;
+pub mod dedupe;
 pub mod delivery;
 pub mod embedded_postgres;
 pub mod events;

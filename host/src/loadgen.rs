@@ -422,7 +422,6 @@ async fn run_load(
     servers: &[&ChildServer],
     clients: &[reqwest::Client],
     body: Arc<Vec<u8>>,
-    signature_value: Arc<String>,
     requests: usize,
     run_label: &str,
     send_times: Option<Arc<std::sync::Mutex<Vec<Option<Instant>>>>>,
@@ -444,7 +443,7 @@ async fn run_load(
             "http://{}/webhooks/github",
             servers[connection % servers.len()].address
         );
-        let (next, body, signature_value) = (next.clone(), body.clone(), signature_value.clone());
+        let (next, body) = (next.clone(), body.clone());
         let run_label = run_label.to_owned();
         let send_times = send_times.clone();
         workers.push(tokio::spawn(async move {
@@ -457,6 +456,8 @@ async fn run_load(
                 if number >= requests {
                     break;
                 }
+                let (request_body, signature_value) =
+                    distinct_signed_push(&body, &run_label, number);
                 let sent = Instant::now();
                 if let Some(send_times) = &send_times {
                     send_times.lock().expect("send times lock poisoned")[number] = Some(sent);
@@ -466,8 +467,8 @@ async fn run_load(
                     .header("content-type", "application/json")
                     .header("x-github-event", "push")
                     .header("x-github-delivery", format!("{run_label}-{number}"))
-                    .header("x-hub-signature-256", signature_value.as_str())
-                    .body(body.as_ref().clone())
+                    .header("x-hub-signature-256", signature_value)
+                    .body(request_body)
                     .send()
                     .await;
                 match response {
@@ -530,18 +531,49 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
         .unwrap_or_default()
 }
 
-/// The push payload and its GitHub signature under the bench secret (the same for every
-/// request: GitHub signs the body only).
-fn signed_push(options: &IngestBenchOptions) -> anyhow::Result<(Arc<Vec<u8>>, Arc<String>)> {
+/// The push payload every request is made from; it must be one JSON object.
+fn push_template(options: &IngestBenchOptions) -> anyhow::Result<Arc<Vec<u8>>> {
     let body = std::fs::read(&options.body_path)
         .with_context(|| format!("reading {}", options.body_path.display()))?;
+    if !body.trim_ascii_start().starts_with(b"{") {
+        bail!("{} is not a JSON object", options.body_path.display());
+    }
+    Ok(Arc::new(body))
+}
+
+/// Request `number` of a run: the push payload with a leading field naming the request, and its
+/// GitHub signature under the bench secret. GitHub signs only the body, so the host answers an
+/// identical body under a new delivery id as a replayed duplicate: every request needs its own.
+fn distinct_signed_push(template: &[u8], run_label: &str, number: usize) -> (Vec<u8>, String) {
+    let object_start = template
+        .iter()
+        .position(|byte| *byte == b'{')
+        .expect("push_template admits only JSON objects");
+    let mut body = Vec::with_capacity(template.len() + run_label.len() + 40);
+    let rest = &template[object_start + 1..];
+    let separator = if rest.trim_ascii_start().starts_with(b"}") {
+        ""
+    } else {
+        ","
+    };
+    body.extend_from_slice(&template[..=object_start]);
+    body.extend_from_slice(
+        format!(r#""wasmhook_bench_request":"{run_label}-{number}"{separator}"#).as_bytes(),
+    );
+    body.extend_from_slice(rest);
     let scheme = SignatureScheme::BodyHmac {
         header: "x-hub-signature-256".into(),
         prefix: "sha256=".into(),
         encoding: MacEncoding::Hex,
     };
-    let signed = signature::sign(&scheme, &Secret::new(BENCH_SECRET), &body, "", 0)?;
-    Ok((Arc::new(body), Arc::new(signed[0].1.clone())))
+    let signed = signature::sign(&scheme, &Secret::new(BENCH_SECRET), &body, "", 0)
+        .expect("a body HMAC signs any body");
+    let signature_value = signed
+        .into_iter()
+        .next()
+        .map(|(_, value)| value)
+        .expect("a body HMAC is one header");
+    (body, signature_value)
 }
 
 /// A SQL expression for a version-7-like UUID: the millisecond timestamp `millis_sql` in the
@@ -678,7 +710,7 @@ async fn count_events(database_url: &str) -> anyhow::Result<i64> {
 /// Markdown tables.
 pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
     let runs = options.runs()?;
-    let (body, signature_value) = signed_push(&options)?;
+    let body = push_template(&options)?;
 
     let database = open_bench_database(&options).await?;
     let (compile_cache, cold_rest_rss) = warm_compile_cache(&options, &database.url, None).await?;
@@ -703,7 +735,6 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
                 &[server],
                 clients,
                 body.clone(),
-                signature_value.clone(),
                 options.warmup_requests,
                 &warmup(name, index),
                 None,
@@ -715,7 +746,6 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             &[&host],
             &host_clients,
             body.clone(),
-            signature_value.clone(),
             requests,
             &format!("{run_id}-{index}"),
             None,
@@ -725,7 +755,6 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             &[&bare],
             &bare_clients,
             body.clone(),
-            signature_value.clone(),
             requests,
             &format!("{run_id}-bare-{index}"),
             None,
@@ -778,7 +807,6 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             &[&host],
             &host_clients,
             body.clone(),
-            signature_value.clone(),
             options.warmup_requests,
             &warmup("prefilled", index),
             None,
@@ -789,7 +817,6 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             &[&host],
             &host_clients,
             body.clone(),
-            signature_value.clone(),
             requests,
             &format!("{run_id}-prefilled-{index}"),
             None,
@@ -856,7 +883,7 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
     if options.hosts.is_empty() || options.hosts.contains(&0) {
         bail!("--hosts must be at least 1");
     }
-    let (body, signature_value) = signed_push(&options)?;
+    let body = push_template(&options)?;
 
     let arrivals = Arc::new(std::sync::Mutex::new(Arrivals {
         prefix: String::new(),
@@ -948,7 +975,6 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
                 &servers,
                 &load_clients,
                 body.clone(),
-                signature_value.clone(),
                 options.warmup_requests,
                 &format!("{run_id}-warmup-{host_count}-{index}"),
                 None,
@@ -969,7 +995,6 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
                 &servers,
                 &load_clients,
                 body.clone(),
-                signature_value.clone(),
                 requests,
                 &run_label,
                 Some(send_times.clone()),

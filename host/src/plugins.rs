@@ -1395,6 +1395,15 @@ fn event_from_wit(
     if event.id.trim().is_empty() {
         return Err("the id is empty".to_owned());
     }
+    // The id is a btree key of `dedupe_keys`; a longer one would be refused by PostgreSQL and
+    // fail the group-commit transaction shared with other requests.
+    if event.id.len() > crate::dedupe::MAX_ID_BYTES {
+        return Err(format!(
+            "the id is {} bytes long; an id is at most {} bytes",
+            event.id.len(),
+            crate::dedupe::MAX_ID_BYTES
+        ));
+    }
     if event.source.trim().is_empty() {
         return Err("the source is empty".to_owned());
     }

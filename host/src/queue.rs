@@ -17,6 +17,7 @@ use crate::delivery::Destination;
 use crate::events::NormalizedEvent;
 use crate::retry::RetryPolicy;
 use crate::signature::Secret;
+use crate::store::postgres_text;
 
 #[derive(sqlx::FromRow)]
 struct DestinationRow {
@@ -218,7 +219,49 @@ pub struct FinishedAttempt {
 /// Records attempts and moves their jobs on, in one transaction. A job whose attempt number
 /// moved on (its lease expired and another worker claimed it) keeps its newer state.
 /// Returns how many jobs were updated.
+///
+/// When PostgreSQL refuses the batch (a row it cannot hold), each attempt is finished alone, so
+/// that one bad row does not keep the others' jobs `running` to be rescued and delivered again.
 pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
+    match finish_together(pool, finished).await {
+        Err(error) if crate::store::refused_by_database(&error) => {
+            tracing::warn!(
+                "the database refused a finish batch of {} attempts ({error:#}); finishing them one by one",
+                finished.len()
+            );
+            let mut updated = 0;
+            for attempt in finished {
+                updated += finish_alone(pool, attempt).await?;
+            }
+            Ok(updated)
+        }
+        result => result,
+    }
+}
+
+/// Finishes one attempt; if its record is still refused, records it without its response
+/// excerpt and error text, so that the job moves on instead of being delivered forever.
+async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> anyhow::Result<u64> {
+    match finish_together(pool, std::slice::from_ref(attempt)).await {
+        Err(error) if crate::store::refused_by_database(&error) => {
+            tracing::error!(
+                job_id = %attempt.job_id,
+                "the database refused an attempt record ({error:#}); recording it without its response excerpt"
+            );
+            let without_texts = FinishedAttempt {
+                response_body: None,
+                error: Some(
+                    "the database refused this attempt's texts; they were dropped".to_owned(),
+                ),
+                ..attempt.clone()
+            };
+            finish_together(pool, &[without_texts]).await
+        }
+        result => result,
+    }
+}
+
+async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
     if finished.is_empty() {
         return Ok(0);
     }
@@ -242,8 +285,8 @@ pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Resu
     .bind(finished.iter().map(|f| f.started_at).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.duration.as_millis() as i32).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.status_code.map(i32::from)).collect::<Vec<_>>())
-    .bind(finished.iter().map(|f| f.response_body.clone()).collect::<Vec<_>>())
-    .bind(finished.iter().map(|f| f.error.clone()).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.response_body.as_deref().map(postgres_text)).collect::<Vec<_>>())
+    .bind(finished.iter().map(|f| f.error.as_deref().map(postgres_text)).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.outcome).collect::<Vec<_>>())
     .execute(&mut *transaction)
     .await
@@ -280,7 +323,12 @@ pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Resu
             .map(|f| f.status_code.map(i32::from))
             .collect::<Vec<_>>(),
     )
-    .bind(finished.iter().map(|f| f.error.clone()).collect::<Vec<_>>())
+    .bind(
+        finished
+            .iter()
+            .map(|f| f.error.as_deref().map(postgres_text))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *transaction)
     .await
     .context("moving jobs on")?

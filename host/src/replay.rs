@@ -169,9 +169,12 @@ async fn replay_through(
             let request_id = raw.id;
             let mut raw = raw;
             raw.plugin = active.plugin.label().to_owned();
+            // No body key: a replayed request was authenticated and stored when it arrived, so
+            // it is no resend; its event ids still dedupe.
             let write = IngestWrite::Events {
                 raw,
                 events: route_events(destinations, events),
+                body_sha256: None,
             };
             let stored = store::write_batch(
                 pool,

@@ -264,6 +264,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 lease_margin: Duration::from_secs(config.delivery.lease_margin_seconds),
                 shutdown_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
                 allow_private_networks: config.delivery.allow_private_networks,
+                allowed_ports: config.delivery.allowed_ports.clone(),
             },
         )
     });

@@ -36,6 +36,8 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Deliver to private addresses for every destination (tests, local examples).
     pub allow_private_networks: bool,
+    /// The only ports a destination URL may name; empty: any port.
+    pub allowed_ports: Vec<u16>,
 }
 
 /// A running worker.
@@ -165,7 +167,7 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
     let finisher = tokio::spawn(run_finisher(pool.clone(), finished_receiver));
     let shared = Arc::new(Shared {
         pool: pool.clone(),
-        deliverer: Deliverer::default(),
+        deliverer: Deliverer::new(settings.allowed_ports.clone()),
         states: Mutex::new(HashMap::new()),
         in_flight: Mutex::new(HashSet::new()),
         finished: finished_sender,

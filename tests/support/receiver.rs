@@ -20,6 +20,8 @@ pub enum Reply {
     Hang(Duration),
     /// Drops the connection without answering.
     Close,
+    /// Answers this status with these body bytes (binary bodies such as a PNG or protobuf).
+    StatusWithBody(u16, Vec<u8>),
 }
 
 /// One request as it arrived.
@@ -145,6 +147,9 @@ async fn receive(
             [("retry-after", retry_after)],
         )
             .into_response(),
+        Reply::StatusWithBody(status, body) => {
+            (StatusCode::from_u16(status).unwrap(), body).into_response()
+        }
         Reply::Hang(duration) => {
             tokio::time::sleep(duration).await;
             StatusCode::OK.into_response()

@@ -1,0 +1,443 @@
+//! Rows PostgreSQL would refuse, against a real host and a real database: one bad request
+//! among many good ones fails alone (or is refused with a 4xx before it reaches the store), a
+//! receiver's binary answer is recorded once, a finish batch with one bad row still finishes
+//! the others, and a body-only signature cannot be replayed under a new delivery id.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+use wasmhook::ingest_queue::{IngestQueue, IngestQueueSettings};
+use wasmhook::queue::{FinishedAttempt, JobState};
+use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
+use wasmhook::store::{IngestOutcome, IngestWrite, RawRequest};
+
+use support::app::TestApp;
+use support::database::TestDatabase;
+use support::receiver::{Receiver, Reply};
+
+const STRIPE_SECRET: &str = "whsec_stripe_test_secret";
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+const SOURCES: &str = r#"
+[[sources]]
+name = "acme"
+plugin = "generic"
+config = '{"signature": {"scheme": "none"}, "type_pointer": "/type"}'
+
+[[sources]]
+name = "stripe"
+plugin = "stripe"
+secrets = ["whsec_stripe_test_secret"]
+
+[[sources]]
+name = "github"
+plugin = "github"
+secrets = ["It's a Secret to Everybody"]
+
+[[sources]]
+name = "standard"
+plugin = "generic"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+config = '{"type_pointer": "/type"}'
+"#;
+
+/// Random letters and digits: they do not compress, so an index entry holding them stays as
+/// large as the text (a repeated character would be compressed below the btree limit).
+fn incompressible_text(length: usize) -> String {
+    (0..length).map(|_| fastrand::alphanumeric()).collect()
+}
+
+async fn json(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let body = response.json().await.expect("a JSON body");
+    (status, body)
+}
+
+fn stripe_request(event_id: &str) -> (Vec<(String, String)>, String) {
+    let body = format!(
+        r#"{{"id":"{event_id}","object":"event","type":"payment_intent.succeeded","created":1680064028,"data":{{"object":{{"id":"pi_1","object":"payment_intent"}}}}}}"#
+    );
+    let headers = signature::sign(
+        &SignatureScheme::Stripe,
+        &Secret::new(STRIPE_SECRET),
+        body.as_bytes(),
+        "",
+        chrono::Utc::now().timestamp(),
+    )
+    .unwrap();
+    (headers, body)
+}
+
+/// Item 3: an id over the btree limit from a header, one chosen by a plugin, and a row the
+/// database refuses for a reason the host cannot foresee (a constraint added here), each sent
+/// among 100 concurrent good requests. Only the poisoned request fails; every good one is
+/// stored.
+#[tokio::test]
+async fn one_poisoned_request_of_each_kind_fails_alone_among_a_hundred_good_ones() {
+    let app = TestApp::spawn(SOURCES).await;
+    sqlx::query(
+        "ALTER TABLE raw_requests ADD CONSTRAINT test_poison CHECK (query <> 'poison') NOT VALID",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let long_header_id = [("webhook-id".to_owned(), incompressible_text(6000))];
+    let (stripe_headers, stripe_body) = stripe_request(&incompressible_text(6000));
+
+    let good = (0..100).map(|number| {
+        app.post(
+            "acme",
+            &[],
+            format!(r#"{{"type":"order.paid","number":{number}}}"#),
+        )
+    });
+    let long_header = app.post(
+        "acme",
+        &long_header_id,
+        r#"{"type":"order.paid","number":"long id"}"#,
+    );
+    let long_plugin_id = app.post("stripe", &stripe_headers, stripe_body);
+    let refused_row = app.post(
+        "acme?poison",
+        &[],
+        r#"{"type":"order.paid","number":"refused"}"#,
+    );
+    let (good, long_header, long_plugin_id, refused_row) = tokio::join!(
+        futures::future::join_all(good),
+        long_header,
+        long_plugin_id,
+        refused_row
+    );
+
+    let mut good_ids = Vec::new();
+    let mut good_statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for response in good {
+        let (status, answer) = json(response).await;
+        *good_statuses.entry(status.as_u16()).or_default() += 1;
+        if let Some(id) = answer["event_id"].as_str() {
+            good_ids.push(id.parse::<Uuid>().unwrap());
+        }
+    }
+    assert_eq!(
+        good_statuses,
+        [(202, 100)].into(),
+        "every good request is accepted"
+    );
+
+    let (status, answer) = json(long_header).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], "id_too_long", "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("webhook-id"),
+        "the answer names the header: {answer}"
+    );
+    let (status, answer) = json(long_plugin_id).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("quarantined")),
+        "a plugin's over-long id is an invalid answer, kept for a replay: {answer}"
+    );
+    assert_eq!(refused_row.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE source_name = 'acme' AND id = ANY($1)",
+    )
+    .bind(&good_ids)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 100, "every accepted event is stored");
+    let counts = app.counts().await;
+    assert_eq!(
+        (counts.raw_requests, counts.quarantined, counts.events),
+        (101, 1, 100),
+        "the refused requests stored nothing"
+    );
+}
+
+fn good_write(number: usize) -> IngestWrite {
+    let raw = raw_request(format!(r#"{{"number":{number}}}"#).into_bytes());
+    let event = wasmhook::events::NormalizedEvent {
+        id: format!("event-{number}"),
+        source: "urn:test".to_owned(),
+        event_type: "test.event".to_owned(),
+        subject: None,
+        time: "2026-12-01T00:00:00Z".to_owned(),
+        data_json: format!(r#"{{"number":{number}}}"#),
+        route_keys: vec!["test.event".to_owned()],
+    };
+    IngestWrite::Events {
+        raw,
+        events: vec![(event, Vec::new())],
+        body_sha256: None,
+    }
+}
+
+fn raw_request(body: Vec<u8>) -> RawRequest {
+    RawRequest {
+        id: Uuid::now_v7(),
+        source_name: "acme".to_owned(),
+        received_at: chrono::Utc::now(),
+        method: "POST".to_owned(),
+        path: "/webhooks/acme".to_owned(),
+        query: String::new(),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body,
+        plugin: "generic@0.1.0".to_owned(),
+    }
+}
+
+/// Item 3: a quarantine whose error text holds a NUL (a plugin's stderr is appended to it)
+/// among 100 concurrent writes through the group-commit queue: all are stored, the error with
+/// its NUL replaced.
+#[tokio::test]
+async fn a_nul_in_a_quarantine_error_fails_nothing_in_its_batch() {
+    let database = TestDatabase::create().await;
+    let pool = database.pool();
+    let queue = IngestQueue::start(
+        pool.clone(),
+        IngestQueueSettings {
+            batch_max_requests: 256,
+            writers: 2,
+            dedupe_window: Duration::from_secs(3600),
+        },
+    );
+    let quarantine = IngestWrite::Quarantine {
+        raw: raw_request(b"{}".to_vec()),
+        error: "plugin stderr: before\0after".to_owned(),
+    };
+    let writes = (0..100)
+        .map(good_write)
+        .chain(std::iter::once(quarantine))
+        .map(|write| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.write(write).await })
+        })
+        .collect::<Vec<_>>();
+    let mut accepted = 0;
+    let mut quarantined = 0;
+    for write in writes {
+        match write.await.unwrap() {
+            Ok(IngestOutcome::Accepted { .. }) => accepted += 1,
+            Ok(IngestOutcome::Quarantined { .. }) => quarantined += 1,
+            other => panic!("a write failed: {other:?}"),
+        }
+    }
+    assert_eq!((accepted, quarantined), (100, 1));
+    let error: String =
+        sqlx::query_scalar("SELECT error FROM raw_requests WHERE status = 'quarantined'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(error, "plugin stderr: before\u{FFFD}after");
+}
+
+fn delivering_sources(receiver: &Receiver) -> String {
+    format!(
+        r#"
+[[sources]]
+name = "acme"
+plugin = "generic"
+config = '{{"signature": {{"scheme": "none"}}, "type_pointer": "/type"}}'
+
+[[destinations]]
+name = "sink"
+url = "{url}"
+routes = ["*"]
+allow_private_networks = true
+timeout_seconds = 0.5
+retry_schedule_seconds = [0, 0.05, 0.05, 0.05]
+"#,
+        url = receiver.url("/sink")
+    )
+}
+
+async fn post_event(app: &TestApp, number: usize) -> Uuid {
+    let (status, answer) = json(
+        app.post(
+            "acme",
+            &[],
+            format!(r#"{{"type":"order.paid","number":{number}}}"#),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    answer["event_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Item 4: a receiver answering 200 with a binary body (NUL bytes, not UTF-8) gets the event
+/// once; the attempt is recorded and the job is delivered instead of being rescued and sent
+/// again forever.
+#[tokio::test]
+async fn a_binary_answer_is_recorded_once_and_the_job_is_delivered() {
+    let png_start = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01".to_vec();
+    let receiver = Receiver::start(Vec::new(), Reply::StatusWithBody(200, png_start)).await;
+    let app = TestApp::spawn(&delivering_sources(&receiver)).await;
+    let event_id = post_event(&app, 1).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM delivery_jobs WHERE event_row_id = $1")
+                .bind(event_id)
+                .fetch_optional(&app.pool)
+                .await
+                .unwrap();
+        if state.as_deref() == Some("delivered") || Instant::now() >= deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        (state.as_deref(), receiver.requests().len()),
+        (Some("delivered"), 1),
+        "delivered once"
+    );
+    let attempts: Vec<(i32, Option<String>)> = sqlx::query_as(
+        "SELECT a.status_code, a.response_body FROM delivery_attempts a
+         JOIN delivery_jobs j ON j.id = a.job_id WHERE j.event_row_id = $1",
+    )
+    .bind(event_id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let excerpt = attempts[0].1.as_deref().unwrap();
+    assert!(
+        excerpt.contains("PNG") && !excerpt.contains('\0'),
+        "{excerpt:?}"
+    );
+}
+
+/// Item 4: a finish batch in which the database refuses one row (a constraint added here)
+/// still records the other attempts and moves every job on.
+#[tokio::test]
+async fn a_finish_batch_with_one_refused_row_still_finishes_the_others() {
+    let receiver = Receiver::start(Vec::new(), Reply::Status(200)).await;
+    let app = TestApp::spawn_with_roles(
+        &delivering_sources(&receiver),
+        wasmhook::server::Roles {
+            ingest: true,
+            worker: false,
+        },
+    )
+    .await;
+    for number in 0..3 {
+        post_event(&app, number).await;
+    }
+    let jobs = wasmhook::queue::claim(&app.pool, "sink", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 3);
+    sqlx::query(
+        "ALTER TABLE delivery_attempts ADD CONSTRAINT test_poison
+             CHECK (response_body IS DISTINCT FROM 'poison') NOT VALID",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let finished: Vec<FinishedAttempt> = jobs
+        .iter()
+        .enumerate()
+        .map(|(index, job)| FinishedAttempt {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            started_at: chrono::Utc::now(),
+            duration: Duration::from_millis(3),
+            status_code: Some(200),
+            response_body: Some(if index == 1 { "poison" } else { "ok" }.to_owned()),
+            error: None,
+            outcome: "delivered",
+            next_state: JobState::Delivered,
+            next_attempt_at: None,
+        })
+        .collect();
+
+    let result = wasmhook::queue::finish(&app.pool, &finished).await;
+    assert_eq!(result.ok(), Some(3), "every job moved on");
+    let bodies: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT j.state, a.response_body FROM delivery_jobs j
+         JOIN delivery_attempts a ON a.job_id = j.id ORDER BY a.response_body NULLS LAST",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        bodies,
+        vec![
+            ("delivered".to_owned(), Some("ok".to_owned())),
+            ("delivered".to_owned(), Some("ok".to_owned())),
+            ("delivered".to_owned(), None),
+        ],
+        "the refused row is recorded without its excerpt"
+    );
+}
+
+fn github_headers(body: &[u8], delivery: &str) -> Vec<(String, String)> {
+    let scheme = SignatureScheme::BodyHmac {
+        header: "x-hub-signature-256".into(),
+        prefix: "sha256=".into(),
+        encoding: MacEncoding::Hex,
+    };
+    let mut headers = signature::sign(&scheme, &Secret::new(GITHUB_SECRET), body, "", 0).unwrap();
+    headers.push(("x-github-event".into(), "push".into()));
+    headers.push(("x-github-delivery".into(), delivery.into()));
+    headers.push(("content-type".into(), "application/json".into()));
+    headers
+}
+
+/// Item 10: a GitHub signature covers only the body, so whoever saw one delivery can send it
+/// again under a new `X-GitHub-Delivery`; the host answers it as a duplicate of the first.
+#[tokio::test]
+async fn a_body_only_signature_resent_under_a_new_delivery_id_is_a_duplicate() {
+    let app = TestApp::spawn(SOURCES).await;
+    let body =
+        std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap();
+    let (status, first) = json(
+        app.post("github", &github_headers(&body, "delivery-1"), body.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, resent) = json(
+        app.post("github", &github_headers(&body, "delivery-2"), body.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, resent["status"].as_str(), &resent["event_id"]),
+        (StatusCode::OK, Some("duplicate"), &first["event_id"]),
+        "{resent}"
+    );
+    assert_eq!(app.counts().await.events, 1);
+}
+
+/// Item 10: Standard Webhooks signs the id and a timestamp with the body, so the same body
+/// under a new, signed id is a new event.
+#[tokio::test]
+async fn the_same_body_under_a_new_standard_webhooks_id_is_a_new_event() {
+    let app = TestApp::spawn(SOURCES).await;
+    let body = br#"{"type":"order.paid","number":7}"#;
+    let mut event_ids = Vec::new();
+    for message_id in ["msg-1", "msg-2"] {
+        let headers = signature::sign(
+            &SignatureScheme::StandardWebhooks,
+            &Secret::new(STANDARD_SECRET),
+            body,
+            message_id,
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap();
+        let (status, answer) = json(app.post("standard", &headers, body.to_vec()).await).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        event_ids.push(answer["event_id"].clone());
+    }
+    assert_ne!(event_ids[0], event_ids[1]);
+    assert_eq!(app.counts().await.events, 2);
+}
