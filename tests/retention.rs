@@ -360,6 +360,72 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
     );
 }
 
+/// Whether a session of this database waits for the replay guard in `mode`.
+async fn waits_for_the_guard(pool: &sqlx::PgPool, mode: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+             WHERE locktype = 'advisory' AND mode = $1 AND NOT granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+    )
+    .bind(mode)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_replay_waits_for_a_retention_batch_and_its_rows_are_then_kept() {
+    let _turn = RETENTION_PASSES.lock().await;
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    // No worker: the replayed job stays due instead of being delivered during the test.
+    let app = TestApp::spawn_with_roles(
+        &one_source_config("acme", "generic", NO_SIGNATURE, &receiver),
+        wasmhook::server::Roles {
+            ingest: true,
+            worker: false,
+        },
+    )
+    .await;
+    let dead = seed_request(&app.pool, "acme", 100, "accepted", Some("dead"), b"{}").await;
+
+    // A retention batch in progress holds the guard exclusively.
+    let mut retention_batch = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(wasmhook::store::REPLAY_GUARD_LOCK)
+        .execute(&mut *retention_batch)
+        .await
+        .unwrap();
+    let pool = app.pool.clone();
+    let replay = tokio::spawn(async move {
+        let filter = wasmhook::queue::ReplayFilter {
+            job_states: vec!["dead".to_owned()],
+            ..Default::default()
+        };
+        wasmhook::queue::replay(&pool, &filter).await.unwrap()
+    });
+    let mut waiting = false;
+    for _ in 0..3000 {
+        waiting = waits_for_the_guard(&app.pool, "ShareLock").await;
+        if waiting || replay.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        waiting,
+        "the job replay did not wait for the retention batch"
+    );
+    retention_batch.commit().await.unwrap();
+    assert_eq!(replay.await.unwrap(), 1);
+
+    let totals = run_pass(&app.pool, &settings(), 100).await.unwrap();
+    assert_eq!(totals.replayable_requests, 0);
+    assert!(
+        exists(&app.pool, dead).await,
+        "a replayed delivery is pending, so it is kept"
+    );
+}
+
 #[tokio::test]
 async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_once() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;

@@ -1002,7 +1002,7 @@ pub async fn count_quarantined(pool: &PgPool, request_id: Option<Uuid>) -> anyho
 /// The advisory lock that every replay holds shared while it runs and that retention takes
 /// exclusively (without waiting) around its deletes of requests, so that retention never
 /// deletes a row a replay is reading or making due again.
-pub(crate) const REPLAY_GUARD_LOCK: i64 = 0x7768_5f72_6570_6c61;
+pub const REPLAY_GUARD_LOCK: i64 = 0x7768_5f72_6570_6c61;
 
 /// Held by a replay of quarantined requests for its whole run, on a connection of its own
 /// (outside the pool), so that the lock goes with the connection even if the replay is
