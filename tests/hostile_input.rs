@@ -20,6 +20,11 @@ secrets = ["It's a Secret to Everybody"]
 name = "open"
 plugin = "generic"
 config = '{"signature": {"scheme": "none"}}'
+
+[[sources]]
+name = "svix"
+plugin = "generic"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 "#;
 
 /// What a raw request got back.
@@ -126,6 +131,18 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
     }
     chunked_too_large.extend_from_slice(b"0\r\n\r\n");
     let many_headers: Vec<String> = (0..200).map(|n| format!("X-Filler-{n}: x")).collect();
+    let large_body = vec![b'x'; 1_000_000];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let standard_webhooks = |signatures: String| {
+        vec![
+            "Webhook-Id: msg_hostile".to_owned(),
+            format!("Webhook-Timestamp: {now}"),
+            format!("Webhook-Signature: {signatures}"),
+        ]
+    };
 
     let table: Vec<(&str, Vec<u8>, std::ops::RangeInclusive<u16>)> = vec![
         (
@@ -185,6 +202,24 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
             "a newline inside a header name",
             post("/webhooks/open", &["X-Bad\nName: x".to_owned()], b"{}"),
             400..=400,
+        ),
+        (
+            "5,000 empty Standard Webhooks signatures against a 1 MB body",
+            post(
+                "/webhooks/svix",
+                &standard_webhooks(vec!["v1,"; 5000].join(" ")),
+                &large_body,
+            ),
+            400..=400,
+        ),
+        (
+            "16 Standard Webhooks signatures of the wrong length",
+            post(
+                "/webhooks/svix",
+                &standard_webhooks(vec!["v1,AAAA"; 16].join(" ")),
+                &large_body,
+            ),
+            401..=401,
         ),
         (
             "a wrong method",
