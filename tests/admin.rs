@@ -1153,3 +1153,54 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
         "{refused}"
     );
 }
+
+/// A source secret its scheme cannot use is refused with 422 naming the problem (and never
+/// the secret), when the source is created and when a secret is added.
+#[tokio::test]
+async fn a_secret_the_source_scheme_cannot_use_is_refused() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+    let unusable = "whsec_not base64 at all!";
+    let (status, body) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources",
+        Some(json!({"name": "svix", "plugin": "generic", "secrets": [unusable]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("secrets:") && detail.contains("base64"),
+        "{detail}"
+    );
+    assert!(!detail.contains(unusable), "{detail}");
+
+    let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (status, body) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources",
+        Some(json!({"name": "svix", "plugin": "generic", "secrets": [good]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/sources/svix/secrets",
+        Some(json!({"secret": unusable})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("secret:"),
+        "{body}"
+    );
+    let (_, source) = admin(&app, Method::GET, "/admin/v1/sources/svix", None).await;
+    assert_eq!(
+        source["secrets"].as_array().unwrap().len(),
+        1,
+        "nothing was added"
+    );
+}

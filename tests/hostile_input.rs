@@ -20,6 +20,11 @@ secrets = ["It's a Secret to Everybody"]
 name = "open"
 plugin = "generic"
 config = '{"signature": {"scheme": "none"}}'
+
+[[sources]]
+name = "svix"
+plugin = "generic"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 "#;
 
 /// What a raw request got back.
@@ -128,6 +133,18 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
     let many_headers: Vec<String> = (0..200).map(|n| format!("X-Filler-{n}: x")).collect();
     // Random letters do not compress, so an id this long would exceed PostgreSQL's btree limit.
     let long_id: String = (0..6000).map(|_| fastrand::alphanumeric()).collect();
+    let large_body = vec![b'x'; 1_000_000];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let standard_webhooks = |signatures: String| {
+        vec![
+            "Webhook-Id: msg_hostile".to_owned(),
+            format!("Webhook-Timestamp: {now}"),
+            format!("Webhook-Signature: {signatures}"),
+        ]
+    };
 
     let table: Vec<(&str, Vec<u8>, std::ops::RangeInclusive<u16>)> = vec![
         (
@@ -205,6 +222,24 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
             "a newline inside a header name",
             post("/webhooks/open", &["X-Bad\nName: x".to_owned()], b"{}"),
             400..=400,
+        ),
+        (
+            "5,000 empty Standard Webhooks signatures against a 1 MB body",
+            post(
+                "/webhooks/svix",
+                &standard_webhooks(vec!["v1,"; 5000].join(" ")),
+                &large_body,
+            ),
+            400..=400,
+        ),
+        (
+            "16 Standard Webhooks signatures of the wrong length",
+            post(
+                "/webhooks/svix",
+                &standard_webhooks(vec!["v1,AAAA"; 16].join(" ")),
+                &large_body,
+            ),
+            401..=401,
         ),
         (
             "a wrong method",

@@ -280,3 +280,28 @@ fn a_fixture_whose_expectation_is_wrong_fails_the_run() {
         "the actual type is named: {stdout}"
     );
 }
+
+/// A plugin's log message with a newline and terminal escapes stays one escaped line, and its
+/// stdout lines are escaped too: a plugin cannot forge the host's log lines or drive the
+/// operator's terminal.
+#[test]
+fn plugin_log_lines_are_escaped_so_they_cannot_forge_lines() {
+    let output = run_hostile(&[], "log-forgery");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let escaped = r"first line\nINFO wasmhook: a forged line \u{1b}[31mred\u{1b}[0m";
+    assert!(
+        stderr.lines().any(|line| line.contains(escaped)),
+        "the log message is one escaped line: {stderr}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|line| line.starts_with("INFO wasmhook: a forged line")),
+        "a forged line reached the log: {stderr}"
+    );
+    assert!(
+        !stderr.contains("\u{1b}[31mred"),
+        "a raw escape reached the log: {stderr}"
+    );
+}

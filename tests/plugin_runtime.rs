@@ -568,3 +568,82 @@ async fn a_memory_limit_above_the_pool_slot_is_refused() {
         "{error}"
     );
 }
+
+/// A component that needs more of the pool than one slot's share (more memories or core
+/// instances than every slot can hold at once) is refused when it loads, with a message that
+/// says so, instead of loading and then failing or starving other plugins' instantiations.
+#[tokio::test]
+async fn a_component_larger_than_one_pool_slot_is_refused_at_load() {
+    let runtime = runtime();
+    let instantiations = |count: usize| "(core instance (instantiate $m))".repeat(count);
+    let table = [
+        (
+            "three memories",
+            format!(
+                "(component (core module $m (memory 1)) {})",
+                instantiations(3)
+            ),
+        ),
+        (
+            "seventeen core instances",
+            format!("(component (core module $m) {})", instantiations(17)),
+        ),
+    ];
+    for (name, text) in table {
+        let error = runtime
+            .load_bytes(name, text.as_bytes(), PluginLimits::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, PluginLoadError::TooLargeForPool { .. }),
+            "{name}: {error}"
+        );
+        assert!(error.to_string().contains("instance pool"), "{error}");
+    }
+}
+
+/// Compiling runs on a blocking thread: on a single-threaded executor another task keeps
+/// getting turns while a component compiles, seen by that task finding the load started and
+/// its compiled artifact not yet written. Counted, not timed.
+#[tokio::test(flavor = "current_thread")]
+async fn compiling_a_component_leaves_the_executor_free() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = PluginRuntime::new(RuntimeSettings {
+        max_concurrent_instances: 2,
+        compiled_cache_dir: Some(cache.path().to_owned()),
+        ..RuntimeSettings::default()
+    })
+    .unwrap();
+    let started = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (runtime, started) = (runtime.clone(), started.clone());
+        async move {
+            started.store(true, Ordering::SeqCst);
+            runtime
+                .load_file(&plugin_file("netflix"), PluginLimits::default())
+                .await
+        }
+    });
+    let compiled_artifact_written = || {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .any(|entry| entry.unwrap().path().extension() == Some(std::ffi::OsStr::new("cwasm")))
+    };
+    let mut turns_while_compiling = 0u64;
+    for _ in 0..10_000_000 {
+        if load.is_finished() {
+            break;
+        }
+        if started.load(Ordering::SeqCst) && !compiled_artifact_written() {
+            turns_while_compiling += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    load.await.unwrap().expect("netflix loads");
+    assert!(compiled_artifact_written());
+    assert!(
+        turns_while_compiling > 0,
+        "no other task ran while the component compiled"
+    );
+}

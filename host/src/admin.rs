@@ -337,7 +337,7 @@ async fn checked_source(
         secrets: Vec::new(),
         updated_at: Utc::now(),
     };
-    crate::ingest::build_source(
+    let built = crate::ingest::build_source(
         &state.runtime,
         &state.pool,
         &candidate,
@@ -345,7 +345,47 @@ async fn checked_source(
     )
     .await
     .map_err(|error| ApiError::invalid_field("plugin", format!("{error:#}")))?;
+    let scheme = built.active.load().settings.signature.clone();
+    for secret in &secrets {
+        check_source_secret("secrets", &scheme, secret)?;
+    }
     Ok((input, secrets))
+}
+
+/// Refuses a source secret its signature scheme cannot use (an empty one, or a Standard
+/// Webhooks secret that is not base64), naming the problem but never the secret.
+fn check_source_secret(
+    field: &str,
+    scheme: &crate::signature::SignatureScheme,
+    secret: &str,
+) -> Result<(), ApiError> {
+    match crate::signature::secret_problem(scheme, &crate::signature::Secret::new(secret)) {
+        Some(problem) => Err(ApiError::invalid_field(
+            field,
+            format!("cannot be used with the source's signature scheme: {problem}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The signature scheme a stored source is checked with, from its plugin and config; 404 when
+/// there is no such source.
+async fn source_scheme(
+    state: &AdminState,
+    name: &str,
+) -> Result<crate::signature::SignatureScheme, ApiError> {
+    let source = store::load_sources(&state.pool)
+        .await
+        .map_err(|error| ApiError::internal(&error))?
+        .into_iter()
+        .find(|source| source.record.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no source named {name:?}")))?;
+    let built =
+        crate::ingest::build_source(&state.runtime, &state.pool, &source, &state.source_defaults)
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
+    let scheme = built.active.load().settings.signature.clone();
+    Ok(scheme)
 }
 
 #[utoipa::path(get, path = "/admin/v1/sources", tag = "sources",
@@ -554,6 +594,7 @@ async fn add_source_secret(
             .as_deref()
             .ok_or_else(|| ApiError::invalid_field("secret", "is required for a source"))?,
     )?;
+    check_source_secret("secret", &source_scheme(&state, &name).await?, &secret)?;
     add_secret(&state, SecretOwner::Source, &name, secret, false).await
 }
 

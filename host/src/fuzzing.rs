@@ -263,9 +263,14 @@ fn check_verify_outcome(
         assert_eq!(outcome, &Err(SignatureError::NoSecret), "{scheme:?}");
     }
     if let Err(error) = outcome {
-        // What the sender gets: a 401 with the error's message.
+        // What the sender gets: a 401 (a 400 for a header with too many signatures) with the
+        // error's message.
         let api_error = ApiError::signature(error);
-        assert_eq!(api_error.status, StatusCode::UNAUTHORIZED);
+        let expected_status = match error {
+            SignatureError::TooManySignatures { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        assert_eq!(api_error.status, expected_status);
         assert!(!api_error.detail.is_empty());
     }
 }
@@ -287,8 +292,9 @@ fn check_round_trip(
 }
 
 /// The headers `sign` produces, or `None` where no round trip is expected: schemes that sign
-/// nothing, a Standard Webhooks secret that is not base64 (the one case `sign` refuses), and a
-/// versioned-hmac scheme whose two headers are one (every request then repeats it).
+/// nothing, a secret the check refuses to use (empty, or a Standard Webhooks secret that is not
+/// base64, the one case `sign` refuses too), and a versioned-hmac scheme whose two headers are
+/// one (every request then repeats it).
 fn signed_headers(
     scheme: &SignatureScheme,
     secret: &Secret,
@@ -305,7 +311,9 @@ fn signed_headers(
         } if signature_header.eq_ignore_ascii_case(timestamp_header) => return None,
         _ => {}
     }
+    let unusable = signature::secret_problem(scheme, secret).is_some();
     match signature::sign(scheme, secret, body, message_id, now) {
+        Ok(_) if unusable => None,
         Ok(headers) => Some(headers),
         Err(error) => {
             assert!(

@@ -68,11 +68,16 @@ impl ApiError {
     }
 
     pub fn signature(error: &SignatureError) -> ApiError {
-        let code = match error {
-            SignatureError::TimestampOutsideTolerance { .. } => "stale_signature",
-            _ => "invalid_signature",
+        let (status, code) = match error {
+            SignatureError::TimestampOutsideTolerance { .. } => {
+                (StatusCode::UNAUTHORIZED, "stale_signature")
+            }
+            SignatureError::TooManySignatures { .. } => {
+                (StatusCode::BAD_REQUEST, "too_many_signatures")
+            }
+            _ => (StatusCode::UNAUTHORIZED, "invalid_signature"),
         };
-        ApiError::new(StatusCode::UNAUTHORIZED, code, error.to_string())
+        ApiError::new(status, code, error.to_string())
     }
 
     /// A plugin's refusal; `Ignored` is not an error and never reaches here.

@@ -21,12 +21,16 @@ use crate::http_error::ApiError;
 use crate::ingest_queue::IngestQueue;
 use crate::metrics;
 use crate::plugins::{
-    Plugin, PluginOutcome, PluginRequest, PluginRuntime, RejectionKind, SourceSettings,
+    Plugin, PluginOutcome, PluginRequest, PluginRuntime, RejectionKind, RequestCheck,
+    SourceSettings,
 };
 use crate::rate_limit::TokenBucket;
 use crate::routes::RoutePatterns;
 use crate::signature::{self, Secret, SignedRequest};
 use crate::store::{IngestOutcome, IngestWrite, RawRequest};
+
+/// Most bytes of a plugin failure logged with a quarantine.
+const QUARANTINE_LOG_LIMIT: usize = 512;
 
 /// One source, ready to take requests. Rebuilt whole when its row changes.
 pub struct SourceRuntime {
@@ -164,7 +168,7 @@ async fn handle_webhook(
 
     let mut header_pairs = header_pairs(&headers);
     let active = source.active.load_full();
-    signature::verify(
+    let verification = signature::verify_counting(
         &active.settings.signature,
         SignedRequest {
             headers: &header_pairs,
@@ -173,8 +177,16 @@ async fn handle_webhook(
         &source.secrets,
         received_at.timestamp(),
         source.signature_tolerance_seconds,
-    )
-    .map_err(|error| ApiError::signature(&error))?;
+    );
+    metrics::signature_macs(&source.name, verification.mac_computations);
+    verification
+        .outcome
+        .map_err(|error| ApiError::signature(&error))?;
+    let check = if active.settings.signature.is_checked_by_host() {
+        RequestCheck::VerifiedByHost
+    } else {
+        RequestCheck::NotVerifiedByHost
+    };
     crate::dedupe::check_dedupe_header(active.settings.dedupe_header.as_deref(), &header_pairs)
         .map_err(|error| ApiError::id_too_long(&error))?;
     // Authentic: its credentials are neither stored nor handed to the plugin.
@@ -220,7 +232,7 @@ async fn handle_webhook(
     } else {
         let result = active
             .plugin
-            .handle(plugin_request, source.secrets.clone())
+            .handle_checked(plugin_request, source.secrets.clone(), check)
             .await;
         let transition = {
             let mut breaker = source
@@ -239,7 +251,14 @@ async fn handle_webhook(
         Err(error) => {
             // The webhook is authentic but the plugin failed: keep it for a replay through a
             // fixed plugin rather than lose it.
-            tracing::warn!(source = %source.name, request_id = %request_id, "quarantined: {error}");
+            // The error may carry the plugin's stderr, which may quote the body: log it
+            // escaped and capped (the stored quarantine row keeps the whole text).
+            tracing::warn!(
+                source = %source.name,
+                request_id = %request_id,
+                "quarantined: {}",
+                crate::plugins::escape_for_log(&error, QUARANTINE_LOG_LIMIT)
+            );
             IngestWrite::Quarantine { raw, error }
         }
         Ok(report) => match report.outcome {
@@ -521,6 +540,7 @@ pub async fn build_source(
     )
     .await
     .with_context(|| format!("plugin {}", record.plugin))?;
+    warn_about_unusable_secrets(&record.name, &active.settings.signature, &source.secrets);
     let rate_limiter = match (
         record.rate_limit_requests_per_second,
         record.rate_limit_burst,
@@ -553,4 +573,23 @@ pub async fn build_source(
             defaults.plugin_breaker_cooldown,
         )),
     })
+}
+
+/// Logs each secret the source's scheme cannot use, by id and never by value. It is logged
+/// when the source is built (once per change of its row), and the check skips it, so one bad
+/// secret does not fail every request of its source.
+fn warn_about_unusable_secrets(
+    source: &str,
+    scheme: &signature::SignatureScheme,
+    secrets: &[(crate::store::SecretView, String)],
+) {
+    for (view, secret) in secrets {
+        if let Some(reason) = signature::secret_problem(scheme, &Secret::new(secret.clone())) {
+            tracing::warn!(
+                source = %source,
+                secret_id = %view.id,
+                "skipping a secret the signature check cannot use: {reason}"
+            );
+        }
+    }
 }

@@ -34,6 +34,10 @@ fn describe() {
         "wasmhook_webhooks_total",
         "Webhooks by what became of them: accepted, duplicate, quarantined, ignored, replied, rejected (with the reason), rate_limited, unavailable."
     );
+    describe_counter!(
+        "wasmhook_signature_macs_total",
+        "HMACs computed to check inbound signatures, per source: at most one per secret and request, whatever the request carries."
+    );
     describe_histogram!(
         "wasmhook_plugin_call_seconds",
         "Duration of plugin calls (instantiate and handle), per plugin and version."
@@ -95,6 +99,12 @@ pub fn webhook_outcome(source: &str, outcome: &'static str, reason: &'static str
         "reason" => reason
     )
     .increment(1);
+}
+
+/// A signature check of `source` computed `count` HMACs.
+pub fn signature_macs(source: &str, count: usize) {
+    counter!("wasmhook_signature_macs_total", "source" => source.to_owned())
+        .increment(count as u64);
 }
 
 pub fn plugin_call(plugin: &str, version: &str, duration: Duration) {

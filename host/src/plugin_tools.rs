@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 
 use crate::plugins::{
     Plugin, PluginCallReport, PluginLimits, PluginOutcome, PluginRequest, PluginRuntime,
-    RuntimeSettings,
+    RequestCheck, RuntimeSettings,
 };
 use crate::signature::{self, Secret, SignedRequest};
 
@@ -116,7 +116,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunVerdict> {
         config,
     };
     let secrets: Arc<[Secret]> = options.secrets.iter().map(Secret::new).collect();
-    let report = plugin.handle(request, secrets).await?;
+    let report = plugin
+        .handle_checked(
+            request,
+            secrets,
+            request_check(&settings, !options.secrets.is_empty()),
+        )
+        .await?;
     print_budget(&report);
     let verdict = match &report.outcome {
         PluginOutcome::Events(events) => {
@@ -332,7 +338,10 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
         source_name: "fixture".to_owned(),
         config: fixture.config.clone(),
     };
-    let report = plugin.handle(request, secrets.into()).await?;
+    let check = request_check(&settings, !secrets.is_empty());
+    let report = plugin
+        .handle_checked(request, secrets.into(), check)
+        .await?;
     match (&fixture.expect, &report.outcome) {
         (Expectation::Events { types, subjects }, PluginOutcome::Events(events)) => {
             let actual: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -369,4 +378,14 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
         (_, outcome) => bail!("the outcome differs from the expectation: {outcome:?}"),
     }
     Ok(report)
+}
+
+/// Whether the signature was checked as the server checks it before `handle` (a secret was
+/// given and the scheme is one the host checks), which decides whether the plugin may sign.
+fn request_check(settings: &crate::plugins::SourceSettings, checked: bool) -> RequestCheck {
+    if checked && settings.signature.is_checked_by_host() {
+        RequestCheck::VerifiedByHost
+    } else {
+        RequestCheck::NotVerifiedByHost
+    }
 }

@@ -47,6 +47,14 @@ const HANDLER_EXPORT_PREFIX: &str = "wasmhook:plugin/handler@";
 /// plugin that computes for a long time shares its thread instead of holding it.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// What one slot of the instance pool holds. Components built by wit-component link a few core
+/// modules (the plugin, shims, an adapter); a componentize-js component links 4 and a
+/// componentize-py one 14, so a slot holds 16. Two memories per component cover every
+/// toolchain measured here.
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+const MEMORIES_PER_SLOT: u32 = 2;
+const TABLES_PER_SLOT: u32 = 8;
+
 /// Limits applied to every call of one plugin.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -134,6 +142,12 @@ pub enum PluginLoadError {
         requested: usize,
         pool: usize,
     },
+    #[error(
+        "{path}: the component needs more than one slot of the instance pool holds ({CORE_INSTANCES_PER_SLOT} core instances, {MEMORIES_PER_SLOT} memories, {TABLES_PER_SLOT} tables): {cause}"
+    )]
+    TooLargeForPool { path: String, cause: String },
+    #[error("{path}: the compilation was interrupted (the host is shutting down)")]
+    CompilationInterrupted { path: String },
 }
 
 /// Why one call of a plugin failed. Each names plugin, version and request.
@@ -238,6 +252,19 @@ pub enum PluginOutcome {
     Reply(PluginReply),
 }
 
+/// Whether the host checked a request's signature before `handle`. It decides when the plugin
+/// may use `sign-hmac-sha256` (see its doc comment in `wit/plugin.wit`): only for a request
+/// proven to come from the holder of the secret, so that no reply becomes a signing oracle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestCheck {
+    /// The host verified the signature (every scheme but `none` and `custom`): signing is
+    /// allowed from the start of the call.
+    VerifiedByHost,
+    /// Nothing was verified yet: signing is allowed once the plugin's own
+    /// `verify-hmac-sha256` succeeded in this call.
+    NotVerifiedByHost,
+}
+
 /// One call's outcome and what it cost, for metrics and for plugin authors' budgets.
 #[derive(Clone, Debug)]
 pub struct PluginCallReport {
@@ -274,17 +301,17 @@ impl PluginRuntime {
     pub fn new(settings: RuntimeSettings) -> anyhow::Result<Arc<PluginRuntime>> {
         let mut pool = wasmtime::PoolingAllocationConfig::new();
         let instances = settings.max_concurrent_instances.max(1);
-        // Components built by wit-component link a few core modules (the plugin, shims, an
-        // adapter); a componentize-js component links 4 and a componentize-py one 14, so the
-        // pool holds 16 per instance, enough for every slot to run a Python plugin at once.
-        // Two memories per instance cover every toolchain measured here.
+        // Each total is the slots times what one component may use, so a call that holds one
+        // of the semaphore's permits always finds room: a plugin can never take what another
+        // needs to instantiate. A component that needs more than one slot's share is refused
+        // when it loads (`PluginLoadError::TooLargeForPool`).
         pool.total_component_instances(instances)
-            .max_core_instances_per_component(32)
-            .total_core_instances(instances * 16)
-            .max_memories_per_component(4)
-            .total_memories(instances * 2)
-            .max_tables_per_component(8)
-            .total_tables(instances * 8)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_SLOT)
+            .total_core_instances(instances * CORE_INSTANCES_PER_SLOT)
+            .max_memories_per_component(MEMORIES_PER_SLOT)
+            .total_memories(instances * MEMORIES_PER_SLOT)
+            .max_tables_per_component(TABLES_PER_SLOT)
+            .total_tables(instances * TABLES_PER_SLOT)
             .total_stacks(instances)
             .max_memory_size(settings.pool_memory_bytes)
             // Resetting a slot by zeroing its first pages, instead of handing them back to the
@@ -362,7 +389,9 @@ impl PluginRuntime {
             });
         }
         let content_hash = hex::encode(Sha256::digest(bytes));
-        let component = self.compile(label, bytes, &content_hash)?;
+        let component = self
+            .compile_off_the_executor(label, bytes, &content_hash)
+            .await?;
         self.check_world(label, &component)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
             PluginLoadError::ContractMismatch {
@@ -401,6 +430,30 @@ impl PluginRuntime {
         Ok(plugin)
     }
 
+    /// [`PluginRuntime::compile`] on a blocking thread: compiling a component takes from
+    /// milliseconds to seconds of CPU, which would stall every request on an executor thread.
+    async fn compile_off_the_executor(
+        self: &Arc<Self>,
+        label: &str,
+        bytes: &[u8],
+        content_hash: &str,
+    ) -> Result<Component, PluginLoadError> {
+        let runtime = self.clone();
+        let (label_owned, bytes, content_hash) =
+            (label.to_owned(), bytes.to_vec(), content_hash.to_owned());
+        match tokio::task::spawn_blocking(move || {
+            runtime.compile(&label_owned, &bytes, &content_hash)
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(PluginLoadError::CompilationInterrupted {
+                path: label.to_owned(),
+            }),
+        }
+    }
+
     /// Compiles a component, or deserializes the compilation this host cached for the same
     /// bytes and the same engine configuration.
     fn compile(
@@ -409,10 +462,6 @@ impl PluginRuntime {
         bytes: &[u8],
         content_hash: &str,
     ) -> Result<Component, PluginLoadError> {
-        let not_a_component = |error: wasmtime::Error| PluginLoadError::NotAComponent {
-            path: label.to_owned(),
-            cause: error_chain(&error),
-        };
         if !looks_like_component(bytes) {
             return Err(PluginLoadError::NotAComponent {
                 path: label.to_owned(),
@@ -420,7 +469,9 @@ impl PluginRuntime {
             });
         }
         let Some(cache_dir) = &self.settings.compiled_cache_dir else {
-            return Component::new(&self.engine, bytes).map_err(not_a_component);
+            return self
+                .compile_fresh(label, bytes)
+                .map(|(component, _)| component);
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine
@@ -439,7 +490,7 @@ impl PluginRuntime {
             }
         };
         if trusted {
-            // SAFETY: the file was written by `Component::serialize` of this host, for these
+            // SAFETY: the file was written by `Engine::precompile_component` of this host, for these
             // exact bytes (the content hash) and an engine with the same compatibility hash; it
             // and its directory belong to the host's user and nobody else can write them.
             match unsafe { Component::deserialize_file(&self.engine, &cache_path) } {
@@ -450,14 +501,40 @@ impl PluginRuntime {
                 ),
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(not_a_component)?;
-        if let Err(error) = write_cache_entry(cache_dir, &cache_path, &component) {
+        let (component, serialized) = self.compile_fresh(label, bytes)?;
+        if let Err(error) = write_cache_entry(cache_dir, &cache_path, &serialized) {
             tracing::warn!(
                 cache_file = %cache_path.display(),
                 "could not cache the compiled plugin: {error:#}"
             );
         }
         Ok(component)
+    }
+
+    /// Compiles `bytes`, then loads the compilation, which is where wasmtime checks that the
+    /// component fits one slot of the pool: two steps, so that a component too large for the
+    /// pool is told apart from one that does not compile. Returns the serialized compilation
+    /// too, for the cache.
+    fn compile_fresh(
+        &self,
+        label: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, Vec<u8>), PluginLoadError> {
+        let serialized = self.engine.precompile_component(bytes).map_err(|error| {
+            PluginLoadError::NotAComponent {
+                path: label.to_owned(),
+                cause: error_chain(&error),
+            }
+        })?;
+        // SAFETY: `serialized` was produced just now by `precompile_component` of this engine.
+        let component =
+            unsafe { Component::deserialize(&self.engine, &serialized) }.map_err(|error| {
+                PluginLoadError::TooLargeForPool {
+                    path: label.to_owned(),
+                    cause: error_chain(&error),
+                }
+            })?;
+        Ok((component, serialized))
     }
 
     /// Checks exports and imports against the contract before linking, so that a mismatch is
@@ -570,23 +647,16 @@ fn cache_entry_is_trusted(cache_dir: &Path, cache_path: &Path) -> Result<bool, S
     Ok(true)
 }
 
-fn write_cache_entry(
-    cache_dir: &Path,
-    cache_path: &Path,
-    component: &Component,
-) -> anyhow::Result<()> {
+fn write_cache_entry(cache_dir: &Path, cache_path: &Path, serialized: &[u8]) -> anyhow::Result<()> {
     // Private to the host's user: what is in here is loaded as native code.
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(cache_dir)
         .context("creating the cache directory")?;
-    let serialized = component
-        .serialize()
-        .map_err(|error| anyhow::anyhow!("serializing: {error}"))?;
     // Write a uniquely named file, then rename it into place: loaders map cache entries into
     // memory, so an entry must never be truncated or rewritten once it has its final name.
     let mut temporary =
         tempfile::NamedTempFile::new_in(cache_dir).context("creating a temporary cache file")?;
-    std::io::Write::write_all(&mut temporary, &serialized).context("writing the cache entry")?;
+    std::io::Write::write_all(&mut temporary, serialized).context("writing the cache entry")?;
     temporary
         .persist(cache_path)
         .context("renaming the cache entry into place")?;
@@ -712,7 +782,7 @@ impl Plugin {
 
     async fn describe(&self) -> Result<PluginManifest, PluginCallError> {
         let (manifest, _) = self
-            .run("load", Vec::new().into(), async |plugin, store| {
+            .run("load", CallSecrets::none(), async |plugin, store| {
                 plugin
                     .wasmhook_plugin_handler()
                     .call_describe(store)
@@ -726,7 +796,7 @@ impl Plugin {
     /// Checks one source's configuration string and derives its settings.
     pub async fn configure(&self, config: &str) -> Result<SourceSettings, ConfigureError> {
         let (settings, _) = self
-            .run("configure", Vec::new().into(), async |plugin, store| {
+            .run("configure", CallSecrets::none(), async |plugin, store| {
                 plugin
                     .wasmhook_plugin_handler()
                     .call_configure(store, config)
@@ -743,12 +813,24 @@ impl Plugin {
         Ok(settings)
     }
 
-    /// Runs `handle` on one request in a fresh instance. `secrets` are the source's active
-    /// secrets, used only by the `verify-hmac-sha256` and `sign-hmac-sha256` imports.
+    /// Runs `handle` on one request that the host did not verify (see [`Plugin::handle_checked`]).
     pub async fn handle(
         &self,
         request: PluginRequest,
         secrets: Arc<[Secret]>,
+    ) -> Result<PluginCallReport, PluginCallError> {
+        self.handle_checked(request, secrets, RequestCheck::NotVerifiedByHost)
+            .await
+    }
+
+    /// Runs `handle` on one request in a fresh instance. `secrets` are the source's active
+    /// secrets, used only by the `verify-hmac-sha256` and `sign-hmac-sha256` imports; `check`
+    /// says whether the host verified the request, which decides when signing is allowed.
+    pub async fn handle_checked(
+        &self,
+        request: PluginRequest,
+        secrets: Arc<[Secret]>,
+        check: RequestCheck,
     ) -> Result<PluginCallReport, PluginCallError> {
         let request_id = request.request_id.clone();
         let wit_request = wit::Request {
@@ -771,12 +853,16 @@ impl Plugin {
         let received_at = request.received_at;
         let started = Instant::now();
         let result = self
-            .run(&request_id, secrets, async |plugin, store| {
-                plugin
-                    .wasmhook_plugin_handler()
-                    .call_handle(store, &wit_request)
-                    .await
-            })
+            .run(
+                &request_id,
+                CallSecrets { secrets, check },
+                async |plugin, store| {
+                    plugin
+                        .wasmhook_plugin_handler()
+                        .call_handle(store, &wit_request)
+                        .await
+                },
+            )
             .await;
         metrics::plugin_call(
             &self.manifest.name,
@@ -827,7 +913,7 @@ impl Plugin {
     async fn run<R>(
         &self,
         request_id: &str,
-        secrets: Arc<[Secret]>,
+        secrets: CallSecrets,
         call: impl AsyncFnOnce(&bindings::Plugin, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<(R, CallUsage), PluginCallError> {
         // The semaphore is never closed, so acquiring only waits.
@@ -906,7 +992,7 @@ impl Plugin {
     fn new_store(
         &self,
         request_id: &str,
-        secrets: Arc<[Secret]>,
+        secrets: CallSecrets,
         stdout: &CapturedOutput,
         stderr: &CapturedOutput,
         deadline_ticks: u64,
@@ -929,7 +1015,9 @@ impl Plugin {
             },
             plugin_label: self.label.clone(),
             request_id: request_id.to_owned(),
-            secrets,
+            signing_allowed: secrets.check == RequestCheck::VerifiedByHost,
+            signing_refusal_reported: false,
+            secrets: secrets.secrets,
             log_bytes_used: 0,
             log_bytes_limit: self.limits.max_log_bytes,
             log_limit_reported: false,
@@ -971,7 +1059,8 @@ impl Plugin {
                     plugin = %self.label,
                     request_id,
                     stream,
-                    "{line}"
+                    "{}",
+                    escape_for_log(line, usize::MAX)
                 );
             }
         }
@@ -998,6 +1087,23 @@ pub enum ConfigureError {
     Refused(String),
     #[error(transparent)]
     Call(PluginCallError),
+}
+
+/// The secrets one call may use through the host imports, and whether the host verified the
+/// request.
+struct CallSecrets {
+    secrets: Arc<[Secret]>,
+    check: RequestCheck,
+}
+
+impl CallSecrets {
+    /// For `describe` and `configure`, which handle no request.
+    fn none() -> CallSecrets {
+        CallSecrets {
+            secrets: Vec::new().into(),
+            check: RequestCheck::NotVerifiedByHost,
+        }
+    }
 }
 
 struct CallUsage {
@@ -1029,6 +1135,10 @@ struct PluginState {
     plugin_label: Arc<str>,
     request_id: String,
     secrets: Arc<[Secret]>,
+    /// Whether `sign-hmac-sha256` answers: set when the host verified the request, or once the
+    /// plugin's own `verify-hmac-sha256` succeeded in this call.
+    signing_allowed: bool,
+    signing_refusal_reported: bool,
     log_bytes_used: usize,
     log_bytes_limit: usize,
     log_limit_reported: bool,
@@ -1063,6 +1173,9 @@ impl bindings::wasmhook::plugin::host::Host for PluginState {
             return;
         }
         self.log_bytes_used += message.len();
+        // One call is one log line: a newline or terminal escape in the message must not let
+        // the plugin forge lines of its own or recolour the operator's terminal.
+        let message = escape_for_log(&message, usize::MAX);
         let plugin = &*self.plugin_label;
         let request_id = self.request_id.as_str();
         match level {
@@ -1089,14 +1202,50 @@ impl bindings::wasmhook::plugin::host::Host for PluginState {
         for secret in self.secrets.iter() {
             matched |= signature::hmac_matches(secret.expose().as_bytes(), &[&message], &mac);
         }
+        self.signing_allowed |= matched;
         matched
     }
 
     fn sign_hmac_sha256(&mut self, message: Vec<u8>) -> Option<Vec<u8>> {
+        if !self.signing_allowed {
+            if !self.signing_refusal_reported {
+                self.signing_refusal_reported = true;
+                tracing::warn!(
+                    target: "wasmhook::plugin",
+                    plugin = %self.plugin_label,
+                    request_id = %self.request_id,
+                    "refused sign-hmac-sha256: the request is not verified (the host signs only after its own check or a successful verify-hmac-sha256 in the same call)"
+                );
+            }
+            return None;
+        }
         self.secrets
             .last()
             .map(|secret| signature::hmac_sha256(secret.expose().as_bytes(), &[&message]).to_vec())
     }
+}
+
+/// `text` with every control character escaped (a newline becomes `\n`, ESC `\u{1b}`), so that
+/// what a plugin wrote stays on one log line and cannot forge others or drive the terminal;
+/// cut after about `limit` bytes, with a note of how many were left out.
+pub fn escape_for_log(text: &str, limit: usize) -> String {
+    let mut escaped = String::with_capacity(text.len().min(limit));
+    let mut consumed = 0;
+    for character in text.chars() {
+        if escaped.len() >= limit {
+            break;
+        }
+        if character.is_control() {
+            escaped.extend(character.escape_default());
+        } else {
+            escaped.push(character);
+        }
+        consumed += character.len_utf8();
+    }
+    if consumed < text.len() {
+        escaped.push_str(&format!("… ({} more bytes)", text.len() - consumed));
+    }
+    escaped
 }
 
 /// Enforces the per-plugin memory limit inside the pool's larger slots, and records the peak.
@@ -1439,6 +1588,22 @@ fn event_from_wit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_text_is_escaped_and_capped() {
+        let table = [
+            ("plain", usize::MAX, "plain"),
+            ("two\nlines", usize::MAX, "two\\nlines"),
+            ("\u{1b}[31mred\r\t", usize::MAX, "\\u{1b}[31mred\\r\\t"),
+            ("ünïcode stays", usize::MAX, "ünïcode stays"),
+            ("abcdefgh", 3, "abc… (5 more bytes)"),
+            ("ab\ncd", 3, "ab\\n… (2 more bytes)"),
+            ("", 0, ""),
+        ];
+        for (text, limit, expected) in table {
+            assert_eq!(escape_for_log(text, limit), expected, "{text:?}");
+        }
+    }
 
     #[test]
     fn manifests_that_cannot_be_served_or_stored_are_refused() {

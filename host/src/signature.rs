@@ -44,6 +44,14 @@ pub enum SignatureScheme {
     Custom,
 }
 
+impl SignatureScheme {
+    /// Whether the host checks this scheme before it calls the plugin (`none` checks nothing,
+    /// `custom` leaves the check to the plugin).
+    pub fn is_checked_by_host(&self) -> bool {
+        !matches!(self, SignatureScheme::None | SignatureScheme::Custom)
+    }
+}
+
 /// A secret as the operator configured it. Its `Debug` output is redacted so that it can sit in
 /// structs that are logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,7 +73,7 @@ impl Secret {
         BASE64
             .decode(encoded)
             .map_err(|_| SignatureError::UnusableSecret {
-                reason: "a Standard Webhooks secret must be base64 after the `whsec_` prefix",
+                reason: STANDARD_WEBHOOKS_SECRET_PROBLEM,
             })
     }
 }
@@ -76,8 +84,9 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Why a request's signature was refused. Every variant maps to 401; the message is safe to
-/// return to the sender.
+/// Why a request's signature was refused. Every variant maps to 401 but `TooManySignatures`
+/// (400: the header is malformed whatever the secrets); the message is safe to return to the
+/// sender.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("missing the `{header}` header")]
@@ -101,8 +110,16 @@ pub enum SignatureError {
     NoMatch,
     #[error("the source has no secret configured, so its signed requests cannot be checked")]
     NoSecret,
-    #[error("a configured secret cannot be used: {reason}")]
+    #[error("no configured secret of the source can be used: {reason}")]
     UnusableSecret { reason: &'static str },
+    #[error(
+        "the `{header}` header carries {count} signatures, more than the {limit} the host compares"
+    )]
+    TooManySignatures {
+        header: String,
+        count: usize,
+        limit: usize,
+    },
 }
 
 /// What a check needs besides the scheme and the secrets.
@@ -135,6 +152,22 @@ impl<'a> SignedRequest<'a> {
     }
 }
 
+/// Most signatures one signature header may carry. A sender puts one per secret it signs with
+/// (two during a rotation); more is either broken or an attempt to make the host compare many
+/// candidates, so it is refused before any MAC is computed.
+pub const MAX_SIGNATURE_CANDIDATES: usize = 16;
+
+/// The length of an HMAC-SHA256; a candidate of any other length cannot match and is dropped.
+const MAC_LENGTH: usize = 32;
+
+/// A check's verdict and what it cost: the number of HMACs computed, at most one per usable
+/// secret whatever the request holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub outcome: Result<(), SignatureError>,
+    pub mac_computations: usize,
+}
+
 /// Checks a request against a scheme. `now_unix_seconds` is the server's clock; timestamped
 /// schemes refuse requests more than `tolerance_seconds` away from it in either direction.
 pub fn verify(
@@ -144,175 +177,354 @@ pub fn verify(
     now_unix_seconds: i64,
     tolerance_seconds: i64,
 ) -> Result<(), SignatureError> {
-    if matches!(scheme, SignatureScheme::None | SignatureScheme::Custom) {
+    verify_counting(
+        scheme,
+        request,
+        secrets,
+        now_unix_seconds,
+        tolerance_seconds,
+    )
+    .outcome
+}
+
+/// [`verify`], also reporting how many HMACs the check computed.
+pub fn verify_counting(
+    scheme: &SignatureScheme,
+    request: SignedRequest<'_>,
+    secrets: &[Secret],
+    now_unix_seconds: i64,
+    tolerance_seconds: i64,
+) -> Verification {
+    let mut mac_computations = 0;
+    let outcome = check(
+        scheme,
+        request,
+        secrets,
+        Clock {
+            now_unix_seconds,
+            tolerance_seconds,
+        },
+        &mut mac_computations,
+    );
+    Verification {
+        outcome,
+        mac_computations,
+    }
+}
+
+/// The server's clock and how far a signed timestamp may be from it.
+#[derive(Clone, Copy)]
+struct Clock {
+    now_unix_seconds: i64,
+    tolerance_seconds: i64,
+}
+
+/// The bytes a scheme signs and the candidate MACs the request presents, all 32 bytes long.
+struct Challenge<'a> {
+    signed_parts: Vec<&'a [u8]>,
+    candidates: Vec<[u8; MAC_LENGTH]>,
+}
+
+fn check(
+    scheme: &SignatureScheme,
+    request: SignedRequest<'_>,
+    secrets: &[Secret],
+    clock: Clock,
+    mac_computations: &mut usize,
+) -> Result<(), SignatureError> {
+    if !scheme.is_checked_by_host() {
         return Ok(());
     }
     if secrets.is_empty() {
         return Err(SignatureError::NoSecret);
     }
-    match scheme {
-        SignatureScheme::None | SignatureScheme::Custom => Ok(()),
+    let challenge = match scheme {
+        SignatureScheme::None | SignatureScheme::Custom => return Ok(()),
+        SignatureScheme::SharedToken { header } => {
+            return check_shared_token(scheme, header, request, secrets);
+        }
         SignatureScheme::BodyHmac {
             header,
             prefix,
             encoding,
-        } => {
-            let value = request.single_header(header)?;
-            let encoded = value.strip_prefix(prefix.as_str()).ok_or_else(|| {
-                SignatureError::MalformedHeader {
-                    header: header.clone(),
-                    reason: "it does not start with the expected prefix",
-                }
-            })?;
-            let mac = decode_mac(encoded.trim(), *encoding).ok_or_else(|| {
-                SignatureError::MalformedHeader {
-                    header: header.clone(),
-                    reason: match encoding {
-                        MacEncoding::Hex => "the signature is not hexadecimal",
-                        MacEncoding::Base64 => "the signature is not base64",
-                    },
-                }
-            })?;
-            any_secret_matches(secrets, |secret| {
-                Ok(hmac_matches(
-                    secret.expose().as_bytes(),
-                    &[request.body],
-                    &mac,
-                ))
-            })
-        }
-        SignatureScheme::StandardWebhooks => {
-            let message_id = request.single_header("webhook-id")?;
-            let timestamp_text = request.single_header("webhook-timestamp")?;
-            let signatures = request.single_header("webhook-signature")?;
-            check_timestamp(
-                "webhook-timestamp",
-                timestamp_text,
-                now_unix_seconds,
-                tolerance_seconds,
-            )?;
-            let candidates: Vec<Vec<u8>> = signatures
-                .split(' ')
-                .filter_map(|entry| entry.strip_prefix("v1,"))
-                .filter_map(|encoded| BASE64.decode(encoded).ok())
-                .collect();
-            if candidates.is_empty() {
-                return Err(SignatureError::MalformedHeader {
-                    header: "webhook-signature".to_owned(),
-                    reason: "it holds no `v1,<base64>` signature",
-                });
-            }
-            let signed_parts: [&[u8]; 5] = [
-                message_id.as_bytes(),
-                b".",
-                timestamp_text.as_bytes(),
-                b".",
-                request.body,
-            ];
-            any_secret_matches(secrets, |secret| {
-                let key = secret.standard_webhooks_key()?;
-                Ok(candidates
-                    .iter()
-                    .any(|candidate| hmac_matches(&key, &signed_parts, candidate)))
-            })
-        }
-        SignatureScheme::Stripe => {
-            let header = "stripe-signature";
-            let value = request.single_header(header)?;
-            let mut timestamp_text = None;
-            let mut candidates = Vec::new();
-            for pair in value.split(',') {
-                match pair.trim().split_once('=') {
-                    Some(("t", text)) => timestamp_text = Some(text),
-                    // Only v1 counts; ignoring other schemes (v0 and any future one) prevents
-                    // a downgrade to a weaker scheme.
-                    Some(("v1", encoded)) => {
-                        if let Ok(mac) = hex::decode(encoded) {
-                            candidates.push(mac);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let timestamp_text = timestamp_text.ok_or(SignatureError::MalformedHeader {
-                header: header.to_owned(),
-                reason: "it has no `t=` timestamp",
-            })?;
-            if candidates.is_empty() {
-                return Err(SignatureError::MalformedHeader {
-                    header: header.to_owned(),
-                    reason: "it has no `v1=` signature",
-                });
-            }
-            check_timestamp(header, timestamp_text, now_unix_seconds, tolerance_seconds)?;
-            let signed_parts: [&[u8]; 3] = [timestamp_text.as_bytes(), b".", request.body];
-            any_secret_matches(secrets, |secret| {
-                Ok(candidates.iter().any(|candidate| {
-                    hmac_matches(secret.expose().as_bytes(), &signed_parts, candidate)
-                }))
-            })
-        }
+        } => body_hmac_challenge(request, header, prefix, *encoding)?,
+        SignatureScheme::StandardWebhooks => standard_webhooks_challenge(request, clock)?,
+        SignatureScheme::Stripe => stripe_challenge(request, clock)?,
         SignatureScheme::VersionedHmac {
             signature_header,
             timestamp_header,
             version,
-        } => {
-            let timestamp_text = request.single_header(timestamp_header)?;
-            let value = request.single_header(signature_header)?;
-            check_timestamp(
-                timestamp_header,
-                timestamp_text,
-                now_unix_seconds,
-                tolerance_seconds,
-            )?;
-            let mac = value
-                .strip_prefix(version.as_str())
-                .and_then(|rest| rest.strip_prefix('='))
-                .and_then(|encoded| hex::decode(encoded.trim()).ok())
-                .ok_or_else(|| SignatureError::MalformedHeader {
-                    header: signature_header.clone(),
-                    reason: "it is not `<version>=<hex>` with the expected version",
-                })?;
-            let signed_parts: [&[u8]; 5] = [
-                version.as_bytes(),
-                b":",
-                timestamp_text.as_bytes(),
-                b":",
-                request.body,
-            ];
-            any_secret_matches(secrets, |secret| {
-                Ok(hmac_matches(
-                    secret.expose().as_bytes(),
-                    &signed_parts,
-                    &mac,
-                ))
-            })
+        } => versioned_hmac_challenge(request, signature_header, timestamp_header, version, clock)?,
+    };
+    match_candidates(scheme, secrets, &challenge, mac_computations)
+}
+
+fn body_hmac_challenge<'a>(
+    request: SignedRequest<'a>,
+    header: &str,
+    prefix: &str,
+    encoding: MacEncoding,
+) -> Result<Challenge<'a>, SignatureError> {
+    let value = request.single_header(header)?;
+    let malformed = |reason| SignatureError::MalformedHeader {
+        header: header.to_owned(),
+        reason,
+    };
+    let encoded = value
+        .strip_prefix(prefix)
+        .ok_or_else(|| malformed("it does not start with the expected prefix"))?;
+    let mac = decode_mac(encoded.trim(), encoding).ok_or_else(|| {
+        malformed(match encoding {
+            MacEncoding::Hex => "the signature is not hexadecimal",
+            MacEncoding::Base64 => "the signature is not base64",
+        })
+    })?;
+    let mac = mac_of_hmac_length(mac).ok_or_else(|| malformed(NOT_AN_HMAC))?;
+    Ok(Challenge {
+        signed_parts: vec![request.body],
+        candidates: vec![mac],
+    })
+}
+
+const NOT_AN_HMAC: &str = "the signature is not 32 bytes long, the length of an HMAC-SHA256";
+
+fn standard_webhooks_challenge<'a>(
+    request: SignedRequest<'a>,
+    clock: Clock,
+) -> Result<Challenge<'a>, SignatureError> {
+    let header = "webhook-signature";
+    let message_id = request.single_header("webhook-id")?;
+    let timestamp_text = request.single_header("webhook-timestamp")?;
+    let signatures = request.single_header(header)?;
+    let entries = || signatures.split(' ').filter(|entry| !entry.is_empty());
+    refuse_too_many(header, entries().count())?;
+    check_timestamp("webhook-timestamp", timestamp_text, clock)?;
+    let candidates: Vec<[u8; MAC_LENGTH]> = entries()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|encoded| BASE64.decode(encoded).ok())
+        .filter_map(mac_of_hmac_length)
+        .collect();
+    if candidates.is_empty() {
+        return Err(SignatureError::MalformedHeader {
+            header: header.to_owned(),
+            reason: "it holds no `v1,<base64>` signature of 32 bytes",
+        });
+    }
+    Ok(Challenge {
+        signed_parts: vec![
+            message_id.as_bytes(),
+            b".",
+            timestamp_text.as_bytes(),
+            b".",
+            request.body,
+        ],
+        candidates,
+    })
+}
+
+fn stripe_challenge<'a>(
+    request: SignedRequest<'a>,
+    clock: Clock,
+) -> Result<Challenge<'a>, SignatureError> {
+    let header = "stripe-signature";
+    let value = request.single_header(header)?;
+    let malformed = |reason| SignatureError::MalformedHeader {
+        header: header.to_owned(),
+        reason,
+    };
+    let pairs: Vec<(&str, &str)> = value
+        .split(',')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .collect();
+    let timestamps: Vec<&str> = pairs
+        .iter()
+        .filter(|(key, _)| *key == "t")
+        .map(|(_, text)| *text)
+        .collect();
+    refuse_too_many(header, pairs.len() - timestamps.len())?;
+    let timestamp_text = match timestamps.as_slice() {
+        [] => return Err(malformed("it has no `t=` timestamp")),
+        [one] => *one,
+        _ => return Err(malformed("it has more than one `t=` timestamp")),
+    };
+    // Only v1 counts; ignoring other schemes (v0 and any future one) prevents a downgrade to a
+    // weaker scheme.
+    let candidates: Vec<[u8; MAC_LENGTH]> = pairs
+        .iter()
+        .filter(|(key, _)| *key == "v1")
+        .filter_map(|(_, encoded)| hex::decode(encoded).ok())
+        .filter_map(mac_of_hmac_length)
+        .collect();
+    if candidates.is_empty() {
+        return Err(malformed("it has no `v1=` signature of 32 bytes"));
+    }
+    check_timestamp(header, timestamp_text, clock)?;
+    Ok(Challenge {
+        signed_parts: vec![timestamp_text.as_bytes(), b".", request.body],
+        candidates,
+    })
+}
+
+fn versioned_hmac_challenge<'a>(
+    request: SignedRequest<'a>,
+    signature_header: &str,
+    timestamp_header: &str,
+    version: &'a str,
+    clock: Clock,
+) -> Result<Challenge<'a>, SignatureError> {
+    let timestamp_text = request.single_header(timestamp_header)?;
+    let value = request.single_header(signature_header)?;
+    check_timestamp(timestamp_header, timestamp_text, clock)?;
+    let malformed = |reason| SignatureError::MalformedHeader {
+        header: signature_header.to_owned(),
+        reason,
+    };
+    let mac = value
+        .strip_prefix(version)
+        .and_then(|rest| rest.strip_prefix('='))
+        .and_then(|encoded| hex::decode(encoded.trim()).ok())
+        .ok_or_else(|| malformed("it is not `<version>=<hex>` with the expected version"))?;
+    let mac = mac_of_hmac_length(mac).ok_or_else(|| malformed(NOT_AN_HMAC))?;
+    Ok(Challenge {
+        signed_parts: vec![
+            version.as_bytes(),
+            b":",
+            timestamp_text.as_bytes(),
+            b":",
+            request.body,
+        ],
+        candidates: vec![mac],
+    })
+}
+
+fn check_shared_token(
+    scheme: &SignatureScheme,
+    header: &str,
+    request: SignedRequest<'_>,
+    secrets: &[Secret],
+) -> Result<(), SignatureError> {
+    let presented = request.single_header(header)?;
+    // Comparing digests keeps the comparison constant-time even in the token's length.
+    let presented_digest = Sha256::digest(presented.as_bytes());
+    let mut tally = SecretTally::default();
+    for secret in secrets {
+        if let Some(reason) = secret_problem(scheme, secret) {
+            tally.skip(reason);
+            continue;
         }
-        SignatureScheme::SharedToken { header } => {
-            let presented = request.single_header(header)?;
-            // Comparing digests keeps the comparison constant-time even in the token's length.
-            let presented_digest = Sha256::digest(presented.as_bytes());
-            any_secret_matches(secrets, |secret| {
-                let expected_digest = Sha256::digest(secret.expose().as_bytes());
-                Ok(bool::from(presented_digest.ct_eq(&expected_digest)))
-            })
+        let expected_digest = Sha256::digest(secret.expose().as_bytes());
+        tally.compare(bool::from(presented_digest.ct_eq(&expected_digest)));
+    }
+    tally.verdict()
+}
+
+/// Computes the MAC once per usable secret and compares it in constant time with every
+/// candidate, without stopping early; unusable secrets are skipped.
+fn match_candidates(
+    scheme: &SignatureScheme,
+    secrets: &[Secret],
+    challenge: &Challenge<'_>,
+    mac_computations: &mut usize,
+) -> Result<(), SignatureError> {
+    let mut tally = SecretTally::default();
+    for secret in secrets {
+        let key = match hmac_key(scheme, secret) {
+            Ok(key) => key,
+            Err(reason) => {
+                tally.skip(reason);
+                continue;
+            }
+        };
+        let expected = hmac_sha256(&key, &challenge.signed_parts);
+        *mac_computations += 1;
+        for candidate in &challenge.candidates {
+            tally.compare(bool::from(expected.ct_eq(candidate)));
+        }
+    }
+    tally.verdict()
+}
+
+/// What the secrets of a source made of one request.
+#[derive(Default)]
+struct SecretTally {
+    matched: bool,
+    usable: usize,
+    first_problem: Option<&'static str>,
+}
+
+impl SecretTally {
+    fn skip(&mut self, reason: &'static str) {
+        self.first_problem.get_or_insert(reason);
+    }
+
+    fn compare(&mut self, matched: bool) {
+        self.usable += 1;
+        self.matched |= matched;
+    }
+
+    /// A match passes. Otherwise the request is refused, as `UnusableSecret` when not one
+    /// secret of the source could be used (a configuration problem the operator must see).
+    fn verdict(self) -> Result<(), SignatureError> {
+        match (self.matched, self.usable, self.first_problem) {
+            (true, _, _) => Ok(()),
+            (false, 0, Some(reason)) => Err(SignatureError::UnusableSecret { reason }),
+            _ => Err(SignatureError::NoMatch),
         }
     }
 }
 
-/// Tries every secret (without stopping early on a mismatch) and succeeds when one matched.
-fn any_secret_matches(
-    secrets: &[Secret],
-    mut matches: impl FnMut(&Secret) -> Result<bool, SignatureError>,
-) -> Result<(), SignatureError> {
-    let mut matched = false;
-    for secret in secrets {
-        matched |= matches(secret)?;
+/// Refuses a header with more signatures than the host compares.
+fn refuse_too_many(header: &str, count: usize) -> Result<(), SignatureError> {
+    if count > MAX_SIGNATURE_CANDIDATES {
+        return Err(SignatureError::TooManySignatures {
+            header: header.to_owned(),
+            count,
+            limit: MAX_SIGNATURE_CANDIDATES,
+        });
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::NoMatch)
+    Ok(())
+}
+
+fn mac_of_hmac_length(mac: Vec<u8>) -> Option<[u8; MAC_LENGTH]> {
+    mac.try_into().ok()
+}
+
+/// The HMAC key a secret gives under `scheme`, or why it cannot be used.
+fn hmac_key(scheme: &SignatureScheme, secret: &Secret) -> Result<Vec<u8>, &'static str> {
+    if let Some(reason) = secret_problem(scheme, secret) {
+        return Err(reason);
+    }
+    match scheme {
+        SignatureScheme::StandardWebhooks => secret
+            .standard_webhooks_key()
+            .map_err(|_| STANDARD_WEBHOOKS_SECRET_PROBLEM),
+        _ => Ok(secret.expose().as_bytes().to_vec()),
+    }
+}
+
+const STANDARD_WEBHOOKS_SECRET_PROBLEM: &str =
+    "a Standard Webhooks secret must be base64 after the `whsec_` prefix";
+
+/// Why `secret` cannot serve a source checked with `scheme`, if it cannot: an empty secret
+/// would let an empty token or a MAC anyone can compute through, and a Standard Webhooks secret
+/// must decode to key bytes. Checked when a secret is added over the API, and at each request
+/// (an unusable secret is skipped, so it does not take its source down with it).
+pub fn secret_problem(scheme: &SignatureScheme, secret: &Secret) -> Option<&'static str> {
+    if matches!(scheme, SignatureScheme::None) {
+        return None;
+    }
+    if secret.expose().is_empty() {
+        return Some("the secret is empty");
+    }
+    match scheme {
+        SignatureScheme::StandardWebhooks => match secret.standard_webhooks_key() {
+            Err(_) => Some(STANDARD_WEBHOOKS_SECRET_PROBLEM),
+            Ok(key) if key.is_empty() => {
+                Some("a Standard Webhooks secret must hold key bytes after the `whsec_` prefix")
+            }
+            Ok(_) => None,
+        },
+        _ => None,
     }
 }
 
@@ -323,12 +535,7 @@ fn decode_mac(encoded: &str, encoding: MacEncoding) -> Option<Vec<u8>> {
     }
 }
 
-fn check_timestamp(
-    header: &str,
-    timestamp_text: &str,
-    now_unix_seconds: i64,
-    tolerance_seconds: i64,
-) -> Result<(), SignatureError> {
+fn check_timestamp(header: &str, timestamp_text: &str, clock: Clock) -> Result<(), SignatureError> {
     let timestamp: i64 =
         timestamp_text
             .trim()
@@ -337,12 +544,15 @@ fn check_timestamp(
                 header: header.to_owned(),
                 reason: "the timestamp is not a whole number of seconds",
             })?;
-    let distance_seconds = now_unix_seconds.saturating_sub(timestamp).saturating_abs();
-    if distance_seconds > tolerance_seconds {
+    let distance_seconds = clock
+        .now_unix_seconds
+        .saturating_sub(timestamp)
+        .saturating_abs();
+    if distance_seconds > clock.tolerance_seconds {
         return Err(SignatureError::TimestampOutsideTolerance {
             header: header.to_owned(),
             distance_seconds,
-            tolerance_seconds,
+            tolerance_seconds: clock.tolerance_seconds,
         });
     }
     Ok(())
@@ -760,7 +970,7 @@ mod tests {
                 now: 1492774577,
                 expected: Err(SignatureError::MalformedHeader {
                     header: "stripe-signature".into(),
-                    reason: "it has no `v1=` signature",
+                    reason: "it has no `v1=` signature of 32 bytes",
                 }),
             },
             Case {
@@ -891,6 +1101,230 @@ mod tests {
                 300,
             );
             assert_eq!(outcome, case.expected, "case: {}", case.name);
+        }
+    }
+
+    struct CostCase {
+        name: &'static str,
+        scheme: SignatureScheme,
+        headers: Vec<(String, String)>,
+        secrets: Vec<&'static str>,
+        expected: Result<(), SignatureError>,
+        expected_mac_computations: usize,
+    }
+
+    /// Requests against a 1 MiB body whose headers hold many, empty, short or repeated
+    /// candidates: each costs at most one MAC per usable secret.
+    fn cost_cases(body: &[u8]) -> Vec<CostCase> {
+        let standard_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let now = 1_700_000_000;
+        let valid_standard = sign(
+            &SignatureScheme::StandardWebhooks,
+            &Secret::new(standard_secret),
+            body,
+            "msg_1",
+            now,
+        )
+        .unwrap();
+        let valid_standard_signature = valid_standard[2].1.clone();
+        let standard = |signatures: String| {
+            headers(&[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", &now.to_string()),
+                ("webhook-signature", &signatures),
+            ])
+        };
+        let stripe = |pairs: String| headers(&[("stripe-signature", &format!("t={now},{pairs}"))]);
+        let wrong_hex_mac = "00".repeat(32);
+        let wrong_base64_mac = BASE64.encode([0u8; 32]);
+        let malformed = |header: &str, reason| {
+            Err(SignatureError::MalformedHeader {
+                header: header.into(),
+                reason,
+            })
+        };
+        let too_many = |header: &str, count| {
+            Err(SignatureError::TooManySignatures {
+                header: header.into(),
+                count,
+                limit: MAX_SIGNATURE_CANDIDATES,
+            })
+        };
+        vec![
+            CostCase {
+                name: "standard webhooks: 5,000 empty candidates",
+                scheme: SignatureScheme::StandardWebhooks,
+                headers: standard(vec!["v1,"; 5000].join(" ")),
+                secrets: vec![standard_secret],
+                expected: too_many("webhook-signature", 5000),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "standard webhooks: 16 empty candidates",
+                scheme: SignatureScheme::StandardWebhooks,
+                headers: standard(vec!["v1,"; 16].join(" ")),
+                secrets: vec![standard_secret],
+                expected: malformed(
+                    "webhook-signature",
+                    "it holds no `v1,<base64>` signature of 32 bytes",
+                ),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "standard webhooks: 15 wrong candidates and the right one, two secrets",
+                scheme: SignatureScheme::StandardWebhooks,
+                headers: standard(format!(
+                    "{} {valid_standard_signature}",
+                    vec![format!("v1,{wrong_base64_mac}"); 15].join(" ")
+                )),
+                secrets: vec![
+                    "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                    standard_secret,
+                ],
+                expected: Ok(()),
+                expected_mac_computations: 2,
+            },
+            CostCase {
+                name: "standard webhooks: an unusable secret is skipped",
+                scheme: SignatureScheme::StandardWebhooks,
+                headers: valid_standard.clone(),
+                secrets: vec!["not base64!", standard_secret],
+                expected: Ok(()),
+                expected_mac_computations: 1,
+            },
+            CostCase {
+                name: "standard webhooks: only unusable secrets",
+                scheme: SignatureScheme::StandardWebhooks,
+                headers: valid_standard,
+                secrets: vec!["not base64!", "whsec_"],
+                expected: Err(SignatureError::UnusableSecret {
+                    reason: STANDARD_WEBHOOKS_SECRET_PROBLEM,
+                }),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "stripe: 5,000 empty v1 candidates",
+                scheme: SignatureScheme::Stripe,
+                headers: stripe(vec!["v1="; 5000].join(",")),
+                secrets: vec!["whsec_test_secret"],
+                expected: too_many("stripe-signature", 5000),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "stripe: 16 wrong candidates",
+                scheme: SignatureScheme::Stripe,
+                headers: stripe(vec![format!("v1={wrong_hex_mac}"); 16].join(",")),
+                secrets: vec!["whsec_test_secret"],
+                expected: Err(SignatureError::NoMatch),
+                expected_mac_computations: 1,
+            },
+            CostCase {
+                name: "stripe: two timestamps",
+                scheme: SignatureScheme::Stripe,
+                headers: stripe(format!("t={now},v1={wrong_hex_mac}")),
+                secrets: vec!["whsec_test_secret"],
+                expected: malformed("stripe-signature", "it has more than one `t=` timestamp"),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "github: a MAC of the wrong length",
+                scheme: github_scheme(),
+                headers: headers(&[("x-hub-signature-256", "sha256=00")]),
+                secrets: vec!["It's a Secret to Everybody"],
+                expected: malformed("x-hub-signature-256", NOT_AN_HMAC),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "shopify: an empty MAC",
+                scheme: shopify_scheme(),
+                headers: headers(&[("x-shopify-hmac-sha256", "")]),
+                secrets: vec!["hush"],
+                expected: malformed("x-shopify-hmac-sha256", NOT_AN_HMAC),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "slack: a MAC of the wrong length",
+                scheme: slack_scheme(),
+                headers: headers(&[
+                    ("x-slack-request-timestamp", &now.to_string()),
+                    ("x-slack-signature", "v0=abcd"),
+                ]),
+                secrets: vec!["8f742231b10e8888abcd99yyyzzz85a5"],
+                expected: malformed("x-slack-signature", NOT_AN_HMAC),
+                expected_mac_computations: 0,
+            },
+            CostCase {
+                name: "shared token: an empty secret never matches an empty token",
+                scheme: SignatureScheme::SharedToken {
+                    header: "x-gitlab-token".into(),
+                },
+                headers: headers(&[("x-gitlab-token", "")]),
+                secrets: vec![""],
+                expected: Err(SignatureError::UnusableSecret {
+                    reason: "the secret is empty",
+                }),
+                expected_mac_computations: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_check_costs_at_most_one_mac_per_secret_whatever_the_candidates() {
+        let body = vec![b'x'; 1 << 20];
+        for case in cost_cases(&body) {
+            let secrets: Vec<Secret> = case.secrets.iter().map(|s| Secret::new(*s)).collect();
+            let verification = verify_counting(
+                &case.scheme,
+                SignedRequest {
+                    headers: &case.headers,
+                    body: &body,
+                },
+                &secrets,
+                1_700_000_000,
+                300,
+            );
+            assert_eq!(
+                verification,
+                Verification {
+                    outcome: case.expected,
+                    mac_computations: case.expected_mac_computations,
+                },
+                "case: {}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn only_usable_secrets_pass_the_format_check() {
+        let table = [
+            (
+                SignatureScheme::StandardWebhooks,
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                true,
+            ),
+            (
+                SignatureScheme::StandardWebhooks,
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                true,
+            ),
+            (
+                SignatureScheme::StandardWebhooks,
+                "whsec_not base64!",
+                false,
+            ),
+            (SignatureScheme::StandardWebhooks, "whsec_", false),
+            (SignatureScheme::Stripe, "whsec_anything goes", true),
+            (github_scheme(), "", false),
+            (SignatureScheme::Custom, "", false),
+            (SignatureScheme::None, "", true),
+        ];
+        for (scheme, secret, usable) in table {
+            assert_eq!(
+                secret_problem(&scheme, &Secret::new(secret)).is_none(),
+                usable,
+                "{scheme:?} with {secret:?}"
+            );
         }
     }
 

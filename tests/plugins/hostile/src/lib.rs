@@ -2,8 +2,8 @@
 //! isolation tests can show that each failure stays inside its own call.
 
 use wasmhook_plugin_sdk::{
-    Event, LogLevel, Manifest, Outcome, Plugin, Request, SignatureScheme, SourceSettings,
-    export_plugin, log,
+    BodyHmac, Event, LogLevel, MacEncoding, Manifest, Outcome, Plugin, Reply, Request,
+    SignatureScheme, SourceSettings, export_plugin, log,
 };
 
 pub struct Hostile;
@@ -19,7 +19,17 @@ const BEHAVIOURS: &[&str] = &[
     "invalid-output",
     "log-flood",
     "stdout-flood",
+    "log-forgery",
+    "trap-quoting-body",
+    "sign-unsigned",
+    "sign-custom",
+    "sign-host-checked",
 ];
+
+/// The header the `sign-host-checked` source's requests carry their hex body MAC in.
+const SIGNATURE_HEADER: &str = "x-hostile-signature";
+/// The header whose hex MAC `sign-*` behaviours hand to `verify-hmac-sha256` before signing.
+const VERIFY_HEADER: &str = "x-hostile-verify";
 
 impl Plugin for Hostile {
     fn describe() -> Manifest {
@@ -34,9 +44,18 @@ impl Plugin for Hostile {
     }
 
     fn configure(config: &str) -> Result<SourceSettings, String> {
+        let signature = match config.trim() {
+            "sign-custom" => SignatureScheme::Custom,
+            "sign-host-checked" => SignatureScheme::BodyHmac(BodyHmac {
+                header: SIGNATURE_HEADER.to_owned(),
+                prefix: String::new(),
+                encoding: MacEncoding::Hex,
+            }),
+            _ => SignatureScheme::None,
+        };
         if BEHAVIOURS.contains(&config.trim()) {
             Ok(SourceSettings {
-                signature: SignatureScheme::None,
+                signature,
                 dedupe_header: None,
             })
         } else {
@@ -62,6 +81,10 @@ impl Plugin for Hostile {
                 }
             }
             "trap" => panic!("this plugin traps on purpose"),
+            "trap-quoting-body" => {
+                eprintln!("{}", String::from_utf8_lossy(&request.body));
+                panic!("this plugin quotes the body on stderr and traps on purpose")
+            }
             "oversized-output" => one_event("x".repeat(3 << 19)),
             "invalid-output" => Outcome::Events(vec![Event {
                 id: "1".to_owned(),
@@ -84,6 +107,13 @@ impl Plugin for Hostile {
                 }
                 one_event("\"flooded stdout\"".to_owned())
             }
+            "log-forgery" => {
+                let forged = "first line\nINFO wasmhook: a forged line \u{1b}[31mred\u{1b}[0m";
+                log(LogLevel::Info, forged);
+                println!("{forged}");
+                one_event("\"forged the log\"".to_owned())
+            }
+            "sign-unsigned" | "sign-custom" | "sign-host-checked" => sign_reply(&request),
             _ => {
                 log(LogLevel::Info, "handling a request politely");
                 one_event(format!("{{\"bytes\":{}}}", request.body.len()))
@@ -102,4 +132,54 @@ fn one_event(data: String) -> Outcome {
         data,
         route_keys: Vec::new(),
     }])
+}
+
+/// Verifies the MAC in `x-hostile-verify` when there is one, then asks the host to sign the
+/// body and replies with the MAC in hex, or `refused` when the host would not sign.
+fn sign_reply(request: &Request) -> Outcome {
+    if let Some(mac) = request.header(VERIFY_HEADER).and_then(decode_hex) {
+        let verified = host::verify_hmac_sha256(&request.body, &mac);
+        log(
+            LogLevel::Info,
+            &format!("verify-hmac-sha256 said {verified}"),
+        );
+    }
+    let body = match host::sign_hmac_sha256(&request.body) {
+        Some(mac) => mac.iter().map(|byte| format!("{byte:02x}")).collect(),
+        None => "refused".to_owned(),
+    };
+    Outcome::Reply(Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: body.into_bytes(),
+    })
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok())
+        .collect()
+}
+
+/// The host's MAC functions; natively (a plain `cargo build` of the workspace) there is no
+/// host, so nothing verifies and nothing is signed.
+mod host {
+    #[cfg(target_arch = "wasm32")]
+    pub use wasmhook_plugin_sdk::bindings::wasmhook::plugin::host::{
+        sign_hmac_sha256, verify_hmac_sha256,
+    };
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn verify_hmac_sha256(_message: &[u8], _mac: &[u8]) -> bool {
+        false
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sign_hmac_sha256(_message: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
