@@ -67,6 +67,10 @@ fn describe() {
         "Destinations paused because their receiver answered 410 Gone."
     );
     describe_gauge!("wasmhook_jobs", "Delivery jobs by state.");
+    describe_counter!(
+        "wasmhook_queue_gauge_refreshes_total",
+        "Reads of the queue gauges from the database, every few seconds in the background (a scrape never reads them)."
+    );
     describe_gauge!(
         "wasmhook_oldest_due_job_age_seconds",
         "Age of the oldest job that is due and not yet delivered."
@@ -162,6 +166,11 @@ pub fn queue_state(jobs_by_state: &[(String, i64)], oldest_due_age: Option<Durat
     }
     gauge!("wasmhook_oldest_due_job_age_seconds")
         .set(oldest_due_age.map_or(0.0, |age| age.as_secs_f64()));
+}
+
+/// The queue gauges were read from the database.
+pub fn queue_gauges_refreshed() {
+    counter!("wasmhook_queue_gauge_refreshes_total").increment(1);
 }
 
 pub fn database_pool(size: u32, idle: usize) {
