@@ -7,14 +7,18 @@ work=$(mktemp -d)
 # The embedded PostgreSQL runs as the postgres user when this runs as root: it must reach the
 # directory.
 chmod 755 "$work"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin_port=$(free_port)
+token="api-fuzz-token-of-at-least-32-characters"
 cat > "$work/wasmhook.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
 [database]
 data_dir = "$work/data"
 [admin]
-token = "api-fuzz-token"
+token = "$token"
+listen = "127.0.0.1:$admin_port"
 [plugins]
 dir = "target/plugins"
 [[sources]]
@@ -36,7 +40,7 @@ for _ in $(seq 1 600); do
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/serve.log"; exit 1; }
 cd "$work"
-schemathesis run "http://127.0.0.1:$port/admin/v1/openapi.json" \
-  -H "Authorization: Bearer api-fuzz-token" \
+schemathesis run "http://127.0.0.1:$admin_port/admin/v1/openapi.json" \
+  -H "Authorization: Bearer $token" \
   --checks not_a_server_error,response_schema_conformance \
   --max-examples 25 --seed 20261125

@@ -12,7 +12,7 @@ use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 use support::app::TestApp;
 use support::receiver::{Receiver, Reply};
 
-const TOKEN: &str = "test-admin-token";
+const TOKEN: &str = "test-admin-token-of-32-characters-at-least";
 
 async fn spawn(receiver: &Receiver) -> TestApp {
     TestApp::spawn(&format!(
@@ -44,7 +44,7 @@ async fn admin(
 ) -> (StatusCode, Value) {
     let mut request = app
         .client
-        .request(method, format!("{}{path}", app.base_url))
+        .request(method, format!("{}{path}", app.admin_url))
         .bearer_auth(TOKEN);
     if let Some(body) = body {
         request = request.json(&body);
@@ -59,7 +59,7 @@ async fn admin(
 async fn every_admin_request_needs_the_token() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
-    let url = format!("{}/admin/v1/destinations", app.base_url);
+    let url = format!("{}/admin/v1/destinations", app.admin_url);
     let missing = app.client.get(&url).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     let body: Value = missing.json().await.unwrap();
@@ -395,7 +395,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
     let app = spawn(&receiver).await;
     let document: Value = app
         .client
-        .get(format!("{}/admin/v1/openapi.json", app.base_url))
+        .get(format!("{}/admin/v1/openapi.json", app.admin_url))
         .send()
         .await
         .unwrap()
@@ -417,7 +417,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let response = app
                 .client
-                .request(method.clone(), format!("{}{concrete}", app.base_url))
+                .request(method.clone(), format!("{}{concrete}", app.admin_url))
                 .bearer_auth(TOKEN)
                 .header("content-type", "application/json")
                 .body("{}")
@@ -629,7 +629,7 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
     for path in ["/admin/v1/sources", "/admin/v1/sources/shop"] {
         let text = app
             .client
-            .get(format!("{}{path}", app.base_url))
+            .get(format!("{}{path}", app.admin_url))
             .bearer_auth(TOKEN)
             .send()
             .await

@@ -326,3 +326,81 @@ async fn malformed_requests_get_a_clear_4xx_or_are_dropped_and_store_nothing() {
         "the host still runs"
     );
 }
+
+/// Everything the host sends back for `request` until it closes (at most five seconds).
+async fn raw_answer_bytes(app: &TestApp, request: &[u8]) -> Vec<u8> {
+    let address = app.base_url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(count) = stream.read(&mut buffer).await {
+            if count == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..count]);
+        }
+    })
+    .await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_http2_prefaces_and_early_answers_get_their_answer_and_store_nothing() {
+    let app =
+        TestApp::spawn_with_overrides(SOURCES, "[server]\nbody_read_timeout_seconds = 1\n").await;
+    let mut stalled = post("/webhooks/open", &[], &[b'x'; 100]);
+    stalled.truncate(stalled.len() - 90);
+    let oversized_written_whole = post("/webhooks/open", &[], &vec![b'x'; 4 << 20]);
+    let unknown_source_written_whole = post("/webhooks/nobody", &[], &vec![b'x'; 4 << 20]);
+    let table: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "a body that stalls mid-way",
+            stalled,
+            408,
+            "body_read_timeout",
+        ),
+        (
+            "a 4 MiB body over the limit, written whole before reading",
+            oversized_written_whole,
+            413,
+            "body_too_large",
+        ),
+        (
+            "a 4 MiB body for an unknown source, written whole before reading",
+            unknown_source_written_whole,
+            404,
+            "unknown_source",
+        ),
+    ];
+    for (case, request, expected, code) in table {
+        match send_raw(&app, &request).await {
+            Answer::Status(status, text) => {
+                assert_eq!(
+                    status,
+                    expected,
+                    "{case}:\n{}",
+                    &text[..text.len().min(500)]
+                );
+                assert!(
+                    text.contains(&format!("\"code\":\"{code}\"")) && text.contains("\"detail\""),
+                    "{case}: {text}"
+                );
+            }
+            Answer::Dropped => panic!("{case}: the connection closed without the {expected}"),
+        }
+    }
+
+    // HTTP/2 with prior knowledge is off by default: the preface is refused, never answered
+    // with HTTP/2 frames.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let answer = raw_answer_bytes(&app, preface).await;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 4"),
+        "an HTTP/2 preface: {answer:?}"
+    );
+
+    let counts = app.counts().await;
+    assert_eq!((counts.raw_requests, counts.events), (0, 0));
+}

@@ -12,7 +12,7 @@ use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 use support::app::TestApp;
 
-const TOKEN: &str = "hot-reload-token";
+const TOKEN: &str = "hot-reload-token-of-32-characters-at-least";
 const SECRET: &str = "gh-secret";
 
 fn config() -> String {
@@ -140,10 +140,10 @@ async fn active_github_version(client: &reqwest::Client, base_url: &str) -> Stri
 async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
     let app = TestApp::spawn(&config()).await;
     let client = reqwest::Client::new();
-    let before = active_github_version(&client, &app.base_url).await;
+    let before = active_github_version(&client, &app.admin_url).await;
     let (status, error) = admin(
         &client,
-        &app.base_url,
+        &app.admin_url,
         Method::PUT,
         "/admin/v1/plugins/github",
         Some(b"not a component".to_vec().into()),
@@ -159,16 +159,16 @@ async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
     );
     let (status, _) = admin(
         &client,
-        &app.base_url,
+        &app.admin_url,
         Method::POST,
         "/admin/v1/plugins/github/rollback",
         None,
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "nothing to roll back to yet");
-    let status = activate_github(&client, &app.base_url, &json!(uuid::Uuid::now_v7())).await;
+    let status = activate_github(&client, &app.admin_url, &json!(uuid::Uuid::now_v7())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(active_github_version(&client, &app.base_url).await, before);
+    assert_eq!(active_github_version(&client, &app.admin_url).await, before);
     assert_eq!(
         post_push(&client, &app.base_url, "after-bad-upload").await,
         StatusCode::ACCEPTED
@@ -189,11 +189,11 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
         .await;
     let second_url = format!("http://{}", second.address);
     let client = reqwest::Client::new();
-    let first_version = active_github_version(&client, &app.base_url).await;
+    let first_version = active_github_version(&client, &app.admin_url).await;
     let github = std::fs::read(support::built_component("plugins", "github")).unwrap();
     let (status, uploaded) = admin(
         &client,
-        &app.base_url,
+        &app.admin_url,
         Method::PUT,
         "/admin/v1/plugins/github",
         Some(with_custom_section(&github, b"v2").into()),
@@ -233,7 +233,7 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
         } else {
             &first_version
         };
-        let status = activate_github(&client, &app.base_url, &json!(version)).await;
+        let status = activate_github(&client, &app.admin_url, &json!(version)).await;
         assert_eq!(status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -257,13 +257,13 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
     let generic = std::fs::read(support::built_component("plugins", "generic")).unwrap();
     let (_, uploaded) = admin(
         &client,
-        &app.base_url,
+        &app.admin_url,
         Method::PUT,
         "/admin/v1/plugins/github",
         Some(generic.into()),
     )
     .await;
-    let status = activate_github(&client, &app.base_url, &uploaded["id"]).await;
+    let status = activate_github(&client, &app.admin_url, &uploaded["id"]).await;
     assert_eq!(status, StatusCode::OK);
     let swapped_after = wait_for_status(&client, &second_url, "probe", StatusCode::UNAUTHORIZED)
         .await
@@ -275,7 +275,7 @@ async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() 
 
     let (status, _) = admin(
         &client,
-        &app.base_url,
+        &app.admin_url,
         Method::POST,
         "/admin/v1/plugins/github/rollback",
         None,

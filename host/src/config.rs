@@ -25,7 +25,6 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
-    #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -40,6 +39,15 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub header_read_timeout_seconds: u64,
     pub max_head_bytes: usize,
+    /// Seconds a client may take to send its whole request body; then it is answered 408.
+    pub body_read_timeout_seconds: u64,
+    /// Connections served at once per listener; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Serve HTTP/2 (with prior knowledge, h2c) besides HTTP/1.1, with fixed stream limits.
+    pub http2: bool,
+    /// A token bucket per client address, taken before a request is authenticated; off when
+    /// absent.
+    pub pre_auth_rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -85,24 +93,40 @@ pub struct DeliveryConfig {
 }
 
 /// The admin API. Off unless a token is configured here or in `WASMHOOK_ADMIN_TOKEN`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub token: Option<SecretReference>,
-    /// Serve the admin API on its own address instead of the main one.
-    pub listen: Option<SocketAddr>,
+    /// The admin API's own address, never the webhook one (loopback by default).
+    pub listen: SocketAddr,
 }
+
+/// The shortest admin token accepted: a token is the only thing between a caller and every
+/// secret the host holds, so it must be long enough not to be guessed.
+pub const ADMIN_TOKEN_MIN_CHARACTERS: usize = 32;
 
 impl AdminConfig {
     /// The token, from the config or `WASMHOOK_ADMIN_TOKEN`; `None` turns the admin API off.
+    /// A token shorter than 32 characters is an error naming where it came from.
     pub fn resolve_token(&self) -> anyhow::Result<Option<Secret>> {
-        if let Some(token) = &self.token {
-            return token.resolve().map(Some).context("admin.token");
+        self.resolve_token_with(std::env::var("WASMHOOK_ADMIN_TOKEN").ok())
+    }
+
+    fn resolve_token_with(&self, environment: Option<String>) -> anyhow::Result<Option<Secret>> {
+        let (token, key) = if let Some(token) = &self.token {
+            (token.resolve().context("admin.token")?, "admin.token")
+        } else {
+            match environment.filter(|token| !token.is_empty()) {
+                Some(token) => (Secret::new(token), "WASMHOOK_ADMIN_TOKEN"),
+                None => return Ok(None),
+            }
+        };
+        if token.expose().chars().count() < ADMIN_TOKEN_MIN_CHARACTERS {
+            bail!(
+                "invalid configuration: {key} must be at least {ADMIN_TOKEN_MIN_CHARACTERS} characters (generate one with `openssl rand -hex 32`)"
+            );
         }
-        Ok(std::env::var("WASMHOOK_ADMIN_TOKEN")
-            .ok()
-            .filter(|token| !token.is_empty())
-            .map(Secret::new))
+        Ok(Some(token))
     }
 }
 
@@ -124,6 +148,13 @@ pub struct RetentionConfig {
 pub struct RateLimitConfig {
     pub requests_per_second: f64,
     pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// Whether the bucket refills and holds at least one token (and its burst fits a row).
+    pub fn is_usable(&self) -> bool {
+        self.requests_per_second > 0.0 && self.burst > 0 && self.burst <= i32::MAX as u32
+    }
 }
 
 /// Per-source overrides of the plugin limits; absent keys keep `plugins.limits`.
@@ -410,10 +441,7 @@ impl SourceConfig {
             ));
         }
         if let Some(rate_limit) = self.rate_limit
-            && (rate_limit.requests_per_second.is_nan()
-                || rate_limit.requests_per_second <= 0.0
-                || rate_limit.burst == 0
-                || rate_limit.burst > i32::MAX as u32)
+            && !rate_limit.is_usable()
         {
             return Err((
                 "rate_limit",
@@ -477,7 +505,17 @@ impl Config {
 
     /// Parses a configuration from TOML text over the defaults, without the environment.
     pub fn from_toml(text: &str) -> anyhow::Result<Config> {
-        Self::from_figment(Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string(text)))
+        Self::from_toml_layers(&[text])
+    }
+
+    /// Parses TOML texts merged in order (a later one wins) over the defaults, without the
+    /// environment.
+    pub fn from_toml_layers(layers: &[&str]) -> anyhow::Result<Config> {
+        let figment = layers.iter().fold(
+            Figment::from(Toml::string(DEFAULT_CONFIG)),
+            |figment, text| figment.merge(Toml::string(text)),
+        );
+        Self::from_figment(figment)
     }
 
     fn from_figment(figment: Figment) -> anyhow::Result<Config> {
@@ -491,6 +529,19 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.server.max_body_bytes == 0 {
             bail!("invalid configuration: server.max_body_bytes must be above 0");
+        }
+        if self.server.max_connections == 0 {
+            bail!("invalid configuration: server.max_connections must be above 0");
+        }
+        if self.server.body_read_timeout_seconds == 0 {
+            bail!("invalid configuration: server.body_read_timeout_seconds must be above 0");
+        }
+        if let Some(limit) = self.server.pre_auth_rate_limit
+            && !limit.is_usable()
+        {
+            bail!(
+                "invalid configuration: server.pre_auth_rate_limit needs requests_per_second and burst above 0"
+            );
         }
         if !(self.retention.events_days > 0.0
             && self.retention.replayable_days > 0.0
@@ -608,10 +659,59 @@ mod tests {
                 "[[sources]]\nname = \"a\"\nplugin = \"x\"\nrate_limit = { requests_per_second = 0.0, burst = 1 }",
                 "sources[0].rate_limit",
             ),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            (
+                "[server]\nbody_read_timeout_seconds = 0",
+                "server.body_read_timeout_seconds",
+            ),
+            (
+                "[server]\npre_auth_rate_limit = { requests_per_second = 5.0, burst = 0 }",
+                "server.pre_auth_rate_limit",
+            ),
+            ("[server]\nhttp2 = \"yes\"", "http2"),
         ];
         for (text, key) in table {
             let error = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(error.contains(key), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_admin_api_listens_on_loopback_apart_from_the_webhooks_by_default() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:8081");
+        assert_ne!(config.admin.listen, config.server.listen);
+        assert!(!config.server.http2);
+        assert!(config.server.pre_auth_rate_limit.is_none());
+    }
+
+    #[test]
+    fn an_admin_token_shorter_than_32_characters_is_refused_naming_its_key() {
+        let long = "x".repeat(ADMIN_TOKEN_MIN_CHARACTERS);
+        let short = "x".repeat(ADMIN_TOKEN_MIN_CHARACTERS - 1);
+        // (admin.token in the config, WASMHOOK_ADMIN_TOKEN, the key an error names or None)
+        let table: [(Option<&str>, Option<&str>, Option<&str>); 6] = [
+            (Some(&long), None, None),
+            (Some(&short), None, Some("admin.token")),
+            (Some("short"), Some(&long), Some("admin.token")),
+            (None, Some(&long), None),
+            (None, Some(&short), Some("WASMHOOK_ADMIN_TOKEN")),
+            (None, None, None),
+        ];
+        for (configured, environment, refused_key) in table {
+            let admin = AdminConfig {
+                token: configured.map(SecretReference::literal),
+                listen: "127.0.0.1:8081".parse().unwrap(),
+            };
+            let result = admin.resolve_token_with(environment.map(str::to_owned));
+            match refused_key {
+                Some(key) => {
+                    let error = result.unwrap_err().to_string();
+                    assert!(error.contains(key) && error.contains("32"), "{error}");
+                    assert!(!error.contains(&short), "the token is not shown: {error}");
+                }
+                None => assert!(result.is_ok(), "{configured:?} {environment:?}"),
+            }
         }
     }
 

@@ -1,5 +1,10 @@
 //! `GET /healthz` (the process is alive), `GET /readyz` (the database answers and plugins are
 //! loaded) and `GET /metrics` (Prometheus text format).
+//!
+//! `/metrics` is unauthenticated and on the public port, so it never touches the database: the
+//! queue gauges are read by a background task every few seconds and a scrape renders what it
+//! last read. Otherwise every hit would cost two queries and a pool connection that ingest
+//! needs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,17 +72,31 @@ async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<Arc<HealthState>>) -> Response {
-    // Queue gauges come from the database at scrape time; a database outage leaves them as
-    // they were rather than failing the scrape.
-    if let Ok(Ok((states, oldest_due_age))) = tokio::time::timeout(
-        Duration::from_secs(2),
-        crate::queue::queue_gauges(&state.pool),
-    )
-    .await
+/// How often the queue gauges are read from the database.
+const GAUGE_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Reads the queue gauges once; a database outage leaves them as they were.
+pub async fn refresh_queue_gauges(pool: &PgPool) {
+    if let Ok(Ok((states, oldest_due_age))) =
+        tokio::time::timeout(Duration::from_secs(2), crate::queue::queue_gauges(pool)).await
     {
         crate::metrics::queue_state(&states, oldest_due_age);
     }
+    crate::metrics::queue_gauges_refreshed();
+}
+
+/// Refreshes the queue gauges every few seconds until aborted.
+pub fn start_gauge_refresher(pool: PgPool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(GAUGE_REFRESH_INTERVAL).await;
+            refresh_queue_gauges(&pool).await;
+        }
+    })
+}
+
+async fn metrics(State(state): State<Arc<HealthState>>) -> Response {
+    // The pool's counts are in memory; the queue gauges are the refresher's.
     crate::metrics::database_pool(state.pool.size(), state.pool.num_idle());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -67,6 +67,40 @@ impl ApiError {
         }
     }
 
+    /// The per-address limit taken before authentication.
+    pub fn client_rate_limited(retry_after_seconds: u64) -> ApiError {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "this client address sends faster than server.pre_auth_rate_limit allows",
+            )
+        }
+    }
+
+    /// An address that presented a wrong admin token too often.
+    pub fn too_many_failed_logins(retry_after_seconds: u64) -> ApiError {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_logins",
+                format!(
+                    "this client address presented a wrong admin token too often; retry in {retry_after_seconds} s"
+                ),
+            )
+        }
+    }
+
+    pub fn body_read_timeout(seconds: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_read_timeout",
+            format!("the request body did not arrive within {seconds} s"),
+        )
+    }
+
     pub fn signature(error: &SignatureError) -> ApiError {
         let (status, code) = match error {
             SignatureError::TimestampOutsideTolerance { .. } => {
@@ -172,7 +206,12 @@ mod tests {
 
     #[test]
     fn retry_after_is_sent_for_rate_limits_and_outages() {
-        for error in [ApiError::rate_limited(3), ApiError::store_unavailable()] {
+        for error in [
+            ApiError::rate_limited(3),
+            ApiError::client_rate_limited(1),
+            ApiError::too_many_failed_logins(300),
+            ApiError::store_unavailable(),
+        ] {
             let response = error.into_response();
             assert!(response.headers().contains_key(header::RETRY_AFTER));
         }

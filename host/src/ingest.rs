@@ -1,7 +1,8 @@
-//! `POST /webhooks/{source}`: the inbound path. In order: find the source (404), bound the
-//! body (413), rate limit (429), check the signature (401), bound the dedupe header (400), run
-//! the plugin (its rejection, its reply, or a quarantine when it fails), then store through the
-//! group-commit queue and answer 202 (or 200 for a duplicate) only after the commit.
+//! `POST /webhooks/{source}`: the inbound path. In order: the client address's limit (429, when
+//! configured), find the source (404), bound the body (413), check the signature (401), the
+//! source's rate limit (429), bound the dedupe header (400), run the plugin (its rejection, its
+//! reply, or a quarantine when it fails), then store through the group-commit queue and answer
+//! 202 (or 200 for a duplicate) only after the commit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use crate::plugins::{
     Plugin, PluginOutcome, PluginRequest, PluginRuntime, RejectionKind, RequestCheck,
     SourceSettings,
 };
-use crate::rate_limit::TokenBucket;
+use crate::rate_limit::{AddressBuckets, TokenBucket};
 use crate::routes::RoutePatterns;
 use crate::signature::{self, Secret, SignedRequest};
 use crate::store::{IngestOutcome, IngestWrite, RawRequest};
@@ -102,10 +103,32 @@ pub struct IngestState {
     pub max_body_bytes: usize,
 }
 
-pub fn router(state: Arc<IngestState>) -> axum::Router {
-    axum::Router::new()
+/// Most client addresses the pre-authentication limit tracks at once.
+const PRE_AUTH_TRACKED_ADDRESSES: usize = 65_536;
+
+/// The webhook route; with `pre_auth_rate_limit`, each client address has its own bucket,
+/// taken before anything else.
+pub fn router(
+    state: Arc<IngestState>,
+    pre_auth_rate_limit: Option<crate::config::RateLimitConfig>,
+) -> axum::Router {
+    let router = axum::Router::new()
         .route("/webhooks/{source}", axum::routing::post(receive_webhook))
-        .with_state(state)
+        .with_state(state);
+    match pre_auth_rate_limit {
+        Some(limit) => {
+            let buckets = Arc::new(Mutex::new(AddressBuckets::new(
+                limit.requests_per_second,
+                limit.burst,
+                PRE_AUTH_TRACKED_ADDRESSES,
+            )));
+            router.route_layer(axum::middleware::from_fn_with_state(
+                buckets,
+                limit_client_address,
+            ))
+        }
+        None => router,
+    }
 }
 
 async fn receive_webhook(
@@ -156,16 +179,6 @@ async fn handle_webhook(
         .ok_or_else(|| ApiError::unknown_source(source_name))?;
     let body = read_bounded_body(&headers, body, state.max_body_bytes).await?;
 
-    if let Some(rate_limiter) = &source.rate_limiter {
-        let verdict = rate_limiter
-            .lock()
-            .expect("rate limiter lock poisoned")
-            .try_take(Instant::now());
-        if let Err(wait) = verdict {
-            return Err(ApiError::rate_limited(wait.as_secs().max(1)));
-        }
-    }
-
     let mut header_pairs = header_pairs(&headers);
     let active = source.active.load_full();
     let verification = signature::verify_counting(
@@ -182,6 +195,9 @@ async fn handle_webhook(
     verification
         .outcome
         .map_err(|error| ApiError::signature(&error))?;
+    // Only a verified request spends the source's budget: unsigned junk must not use up what
+    // the platform is allowed to send.
+    take_source_token(&source)?;
     let check = if active.settings.signature.is_checked_by_host() {
         RequestCheck::VerifiedByHost
     } else {
@@ -317,6 +333,42 @@ async fn handle_webhook(
             "quarantined",
         ),
     })
+}
+
+fn take_source_token(source: &SourceRuntime) -> Result<(), ApiError> {
+    if let Some(rate_limiter) = &source.rate_limiter {
+        let verdict = rate_limiter
+            .lock()
+            .expect("rate limiter lock poisoned")
+            .try_take(Instant::now());
+        if let Err(wait) = verdict {
+            return Err(ApiError::rate_limited(wait.as_secs().max(1)));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a client address that sends faster than `server.pre_auth_rate_limit`, before its
+/// request costs a body read, a signature check or a plugin call.
+async fn limit_client_address(
+    State(buckets): State<Arc<Mutex<AddressBuckets>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(peer) = peer {
+        let verdict = buckets
+            .lock()
+            .expect("address buckets lock poisoned")
+            .try_take(peer, Instant::now());
+        if let Err(wait) = verdict {
+            return ApiError::client_rate_limited(wait.as_secs().max(1)).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 impl IngestState {

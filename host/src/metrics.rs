@@ -75,6 +75,10 @@ fn describe() {
         "Rows retention deleted, by kind: requests (with their events and jobs), replayable_requests (quarantined, or with a dead or failed delivery), attempts, dedupe_keys."
     );
     describe_gauge!("wasmhook_jobs", "Delivery jobs by state.");
+    describe_counter!(
+        "wasmhook_queue_gauge_refreshes_total",
+        "Reads of the queue gauges from the database, every few seconds in the background (a scrape never reads them)."
+    );
     describe_gauge!(
         "wasmhook_oldest_due_job_age_seconds",
         "Age of the oldest job that is due and not yet delivered."
@@ -181,6 +185,11 @@ pub fn queue_state(jobs_by_state: &[(String, i64)], oldest_due_age: Option<Durat
     }
     gauge!("wasmhook_oldest_due_job_age_seconds")
         .set(oldest_due_age.map_or(0.0, |age| age.as_secs_f64()));
+}
+
+/// The queue gauges were read from the database.
+pub fn queue_gauges_refreshed() {
+    counter!("wasmhook_queue_gauge_refreshes_total").increment(1);
 }
 
 pub fn database_pool(size: u32, idle: usize) {

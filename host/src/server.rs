@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
@@ -60,9 +60,12 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
 /// A server that is accepting requests.
 pub struct RunningServer {
     pub address: SocketAddr,
+    /// Where the admin API listens, when it is on.
+    pub admin_address: Option<SocketAddr>,
     pub pool: PgPool,
-    shutdown: Option<oneshot::Sender<()>>,
-    serving: tokio::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+    /// The listeners' server loops.
+    serving: Vec<tokio::task::JoinHandle<()>>,
     worker: Option<WorkerHandle>,
     /// Background tasks that loop until aborted (retention, the destination refresher).
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -71,23 +74,19 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, and stops the embedded database.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.send_replace(true);
         self.finish().await
     }
 
     /// Serves until `stop` resolves, then shuts down.
     pub async fn serve_until(
-        mut self,
+        self,
         stop: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         stop.await;
         tracing::info!("shutting down");
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        self.shutdown.send_replace(true);
         self.finish().await
     }
 
@@ -98,7 +97,9 @@ impl RunningServer {
         if let Some(worker) = self.worker {
             worker.shutdown().await;
         }
-        self.serving.await.context("the HTTP server task failed")?;
+        for serving in self.serving {
+            serving.await.context("the HTTP server task failed")?;
+        }
         self.pool.close().await;
         if let Some(cluster) = self.embedded {
             tokio::task::spawn_blocking(move || cluster.stop())
@@ -202,10 +203,13 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         state.clone(),
         crate::hot_reload::WatchedFiles::new(&config.plugins.dir),
     );
+    // The router installs the metrics recorder, so the first refresh comes after it.
     let health = crate::health::router(Arc::new(crate::health::HealthState {
         pool: database.pool.clone(),
         ingest: state.clone(),
     }));
+    crate::health::refresh_queue_gauges(&database.pool).await;
+    let gauge_refresher = crate::health::start_gauge_refresher(database.pool.clone());
     let admin = match config.admin.resolve_token()? {
         Some(token) => Some(crate::admin::router(Arc::new(
             crate::admin::AdminState::new(
@@ -224,24 +228,26 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             None
         }
     };
-    let mut router = if roles.ingest {
-        crate::ingest::router(state).merge(health)
+    let router = if roles.ingest {
+        crate::ingest::router(state, config.server.pre_auth_rate_limit).merge(health)
     } else {
         health
     };
-    let mut admin_listener = None;
-    if let Some(admin) = admin {
-        match config.admin.listen {
-            Some(listen) => {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("listening on {listen} for the admin API"))?;
-                tracing::info!("the admin API is on http://{listen}/admin/v1");
-                admin_listener = Some((listener, admin));
-            }
-            None => router = router.merge(admin),
+    // The admin API has its own listener (loopback by default), never the webhook port.
+    let admin_listener = match admin {
+        Some(admin) => {
+            let listen = config.admin.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| {
+                    format!("listening on {listen} for the admin API (admin.listen)")
+                })?;
+            let address = listener.local_addr().context("reading the admin address")?;
+            tracing::info!("the admin API is on http://{address}/admin/v1");
+            Some((listener, admin, address))
         }
-    }
+        None => None,
+    };
     let retention = crate::retention::start(
         database.pool.clone(),
         crate::retention::RetentionSettings {
@@ -274,37 +280,47 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         .with_context(|| format!("listening on {}", config.server.listen))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!("wasmhook is listening on http://{address}");
-    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
-    let mut background = vec![retention, refresher, swapper];
-    if let Some((listener, admin)) = admin_listener {
-        background.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, admin).await {
-                tracing::error!("the admin listener failed: {error}");
-            }
-        }));
-    }
-    let header_read_timeout = Duration::from_secs(config.server.header_read_timeout_seconds);
-    let max_head_bytes = config.server.max_head_bytes;
-    let serving = tokio::spawn(async move {
-        crate::http_server::serve(
+    let (shutdown, shutdown_requested) = watch::channel(false);
+    let settings = crate::http_server::ServeSettings::from_config(&config.server);
+    let mut serving = vec![serve_listener(
+        listener,
+        router,
+        settings,
+        shutdown_requested.clone(),
+    )];
+    let admin_address = admin_listener.map(|(listener, admin, address)| {
+        serving.push(serve_listener(
             listener,
-            router,
-            header_read_timeout,
-            max_head_bytes,
-            async move {
-                let _ = shutdown_requested.await;
-            },
-        )
-        .await;
+            admin,
+            settings,
+            shutdown_requested.clone(),
+        ));
+        address
     });
     Ok(RunningServer {
         address,
+        admin_address,
         pool: database.pool,
-        shutdown: Some(shutdown),
+        shutdown,
         serving,
         worker,
-        background,
+        background: vec![retention, refresher, swapper, gauge_refresher],
         embedded: database.embedded,
+    })
+}
+
+/// Serves one listener through the hardened server loop until shutdown is requested.
+fn serve_listener(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    settings: crate::http_server::ServeSettings,
+    mut shutdown_requested: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        crate::http_server::serve(listener, router, settings, async move {
+            let _ = shutdown_requested.wait_for(|requested| *requested).await;
+        })
+        .await;
     })
 }
 

@@ -11,11 +11,27 @@ use super::database::TestDatabase;
 pub struct TestApp {
     pub server: Option<RunningServer>,
     pub base_url: String,
+    /// The admin API's own listener (`http://127.0.0.1:<port>`), when a token turns it on.
+    pub admin_url: String,
     pub client: reqwest::Client,
     pub database: TestDatabase,
     pub pool: sqlx::PgPool,
     pub plugins_dir: tempfile::TempDir,
     config_text: String,
+    /// TOML merged over `config_text`, for settings the shared config already sets.
+    overrides: String,
+}
+
+/// Merged under every test config: the admin API (when a token turns it on) listens on a free
+/// port of its own, unless the test names one.
+const TEST_BASE_LAYER: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+/// The admin URL of a running server.
+pub fn admin_url(server: &RunningServer) -> String {
+    server.admin_address.map_or_else(
+        || "http://admin-api-is-off.invalid".to_owned(),
+        |address| format!("http://{address}"),
+    )
 }
 
 /// A directory with every built component, production and test plugins alike.
@@ -78,26 +94,53 @@ impl TestApp {
         sources_and_more: &str,
         roles: wasmhook::server::Roles,
     ) -> TestApp {
+        Self::spawn_configured(sources_and_more, "", roles).await
+    }
+
+    /// Starts a host with `overrides` (TOML, e.g. a `[server]` table) merged over the shared
+    /// test config.
+    pub async fn spawn_with_overrides(sources_and_more: &str, overrides: &str) -> TestApp {
+        Self::spawn_configured(
+            sources_and_more,
+            overrides,
+            wasmhook::server::Roles::default(),
+        )
+        .await
+    }
+
+    async fn spawn_configured(
+        sources_and_more: &str,
+        overrides: &str,
+        roles: wasmhook::server::Roles,
+    ) -> TestApp {
         let database = TestDatabase::create().await;
         let plugins_dir = plugins_dir();
         let config_text = full_config(&database.url, plugins_dir.path(), sources_and_more);
-        let server = start(&config_text, roles).await;
+        let server = start(&config_text, overrides, roles).await;
         TestApp {
             base_url: format!("http://{}", server.address),
+            admin_url: admin_url(&server),
             server: Some(server),
             client: reqwest::Client::new(),
             pool: database.pool(),
             database,
             plugins_dir,
             config_text,
+            overrides: overrides.to_owned(),
         }
     }
 
     /// Stops the host (graceful shutdown) and starts a new one on the same database.
     pub async fn restart(&mut self) {
         self.server.take().unwrap().shutdown().await.unwrap();
-        let server = start(&self.config_text, wasmhook::server::Roles::default()).await;
+        let server = start(
+            &self.config_text,
+            &self.overrides,
+            wasmhook::server::Roles::default(),
+        )
+        .await;
         self.base_url = format!("http://{}", server.address);
+        self.admin_url = admin_url(&server);
         self.server = Some(server);
     }
 
@@ -124,7 +167,7 @@ impl TestApp {
 
     /// Another host process on the same database, running only `roles`.
     pub async fn start_another(&self, roles: wasmhook::server::Roles) -> RunningServer {
-        start(&self.config_text, roles).await
+        start(&self.config_text, &self.overrides, roles).await
     }
 
     pub async fn counts(&self) -> wasmhook::store::StoredCounts {
@@ -132,8 +175,13 @@ impl TestApp {
     }
 }
 
-async fn start(config_text: &str, roles: wasmhook::server::Roles) -> RunningServer {
-    let config = Config::from_toml(config_text).expect("the test configuration is valid");
+async fn start(
+    config_text: &str,
+    overrides: &str,
+    roles: wasmhook::server::Roles,
+) -> RunningServer {
+    let config = Config::from_toml_layers(&[TEST_BASE_LAYER, config_text, overrides])
+        .expect("the test configuration is valid");
     wasmhook::server::start_with_roles(config, roles)
         .await
         .expect("the host starts")
