@@ -441,3 +441,84 @@ async fn the_same_body_under_a_new_standard_webhooks_id_is_a_new_event() {
     assert_ne!(event_ids[0], event_ids[1]);
     assert_eq!(app.counts().await.events, 2);
 }
+
+/// Item 10: the keys a replay claimed stand for the first event, so that a later request naming
+/// the replay's delivery id is answered with an event that exists; concurrent replays of one
+/// body store it once; and a body key older than the window is reclaimed like an event id.
+#[tokio::test]
+async fn body_keys_name_the_first_event_and_expire_with_the_window() {
+    let app = TestApp::spawn(SOURCES).await;
+    let body =
+        std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap();
+    let headers: Vec<_> = (0..10)
+        .map(|number| github_headers(&body, &format!("concurrent-{number}")))
+        .collect();
+    let sends = headers
+        .iter()
+        .map(|headers| app.post("github", headers, body.clone()));
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut event_ids = std::collections::BTreeSet::new();
+    for response in futures::future::join_all(sends).await {
+        let (status, answer) = json(response).await;
+        *statuses.entry(status.as_u16()).or_default() += 1;
+        event_ids.insert(answer["event_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        statuses,
+        [(200, 9), (202, 1)].into(),
+        "one stored, nine duplicates"
+    );
+    assert_eq!(event_ids.len(), 1, "every answer names the stored event");
+    let first = event_ids.pop_first().unwrap();
+
+    let other_body = [body.clone(), b"\n".to_vec()].concat();
+    let (status, answer) = json(
+        app.post(
+            "github",
+            &github_headers(&other_body, "concurrent-3"),
+            other_body.clone(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["event_id"].as_str()),
+        (StatusCode::OK, Some(first.as_str())),
+        "a delivery id first seen in a replay stands for the replayed event: {answer}"
+    );
+    let named: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dedupe_keys d JOIN events e ON e.id = d.event_row_id
+         WHERE d.source_name LIKE 'github%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dedupe_keys WHERE source_name LIKE 'github%'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (named, keys),
+        (12, 12),
+        "ten delivery ids and two bodies (the second answered as the first event), each naming a stored event"
+    );
+
+    // Past the window (seven days by default) the body is new again.
+    sqlx::query("UPDATE dedupe_keys SET created_at = created_at - interval '8 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let (status, answer) = json(
+        app.post(
+            "github",
+            &github_headers(&body, "after-the-window"),
+            body.clone(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_ne!(answer["event_id"].as_str(), Some(first.as_str()));
+    assert_eq!(app.counts().await.events, 2);
+}

@@ -336,15 +336,29 @@ impl From<BatchError> for StoreUnavailable {
     }
 }
 
-/// Whether PostgreSQL itself refused a statement or a value could not be encoded, as opposed
-/// to the database being out of reach: only then can the rows succeed on their own.
+/// Whether PostgreSQL refused what a statement carried, or a value could not be encoded: then
+/// the same rows may fail or succeed on their own. An outage (the server shutting down, too
+/// many connections, a lost connection) is not: trying the writes one by one would only
+/// multiply the waiting.
 pub(crate) fn refused_by_database(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::Database(_) | sqlx::Error::Encode(_))
-        )
-    })
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Encode(_)) => true,
+            Some(sqlx::Error::Database(database)) => {
+                database.code().is_some_and(|code| is_row_refusal(&code))
+            }
+            _ => false,
+        })
+}
+
+/// SQLSTATE classes of a refusal tied to the rows: data exceptions (22, such as a NUL in text
+/// or a time out of range), integrity constraints (23), a rollback for a conflict with another
+/// transaction (40: deadlock, serialization) and program limits (54, such as the btree row size).
+fn is_row_refusal(sqlstate: &str) -> bool {
+    ["22", "23", "40", "54"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
 }
 
 /// Text as PostgreSQL can hold it. A `text` value (and a string inside `jsonb`) cannot contain
@@ -1198,6 +1212,34 @@ pub async fn stored_counts(pool: &PgPool) -> anyhow::Result<StoredCounts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_tied_to_the_rows_split_a_batch() {
+        let table = [
+            ("22021", true),  // invalid byte sequence (a NUL in text)
+            ("22008", true),  // a time out of range
+            ("23514", true),  // a check constraint
+            ("40P01", true),  // a deadlock
+            ("54000", true),  // an index row over the btree limit
+            ("57P01", false), // the server is shutting down
+            ("53300", false), // too many connections
+            ("08006", false), // the connection failed
+            ("42P01", false), // a missing table: every write fails alike
+        ];
+        for (sqlstate, row_refusal) in table {
+            assert_eq!(is_row_refusal(sqlstate), row_refusal, "{sqlstate}");
+        }
+    }
+
+    #[test]
+    fn nul_is_replaced_in_every_text_written() {
+        assert_eq!(postgres_text("a\0b\0"), "a\u{FFFD}b\u{FFFD}");
+        assert!(matches!(
+            postgres_text("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+        assert_eq!(postgres_text_array(&["a\0".to_owned()]), "{\"a\u{FFFD}\"}");
+    }
 
     #[test]
     fn text_array_literals_escape_quotes_and_backslashes() {
