@@ -67,7 +67,8 @@ pub struct RunningServer {
     /// The listeners' server loops.
     serving: Vec<tokio::task::JoinHandle<()>>,
     worker: Option<WorkerHandle>,
-    /// Background tasks that loop until aborted (retention, the destination refresher).
+    /// Background tasks that loop until aborted (retention, the source and destination
+    /// refresher, the plugin swapper, the queue gauge refresher).
     background: Vec<tokio::task::JoinHandle<()>>,
     embedded: Option<EmbeddedPostgres>,
 }
