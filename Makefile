@@ -18,7 +18,7 @@ OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
 
 WASMHOOK := $(CARGO_TARGET_DIR)/release/wasmhook
 
-.PHONY: all toolchain python-deps postgres api-fuzz fuzz plugins test-plugins fixtures fmt-check lint test release run send bench clean
+.PHONY: all toolchain python-deps postgres api-fuzz fuzz fuzz-check plugins test-plugins plugin-unit-tests fixtures fmt-check lint test release run send bench clean
 
 all: plugins
 
@@ -33,12 +33,16 @@ postgres:
 		|| (echo "installing the PostgreSQL server from Debian" && apt-get update -qq \
 			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-# The official Standard Webhooks verifier, which the delivery tests check signatures with.
+# The official Standard Webhooks verifier, which the delivery tests check signatures with;
+# schemathesis for the admin API; pytest for the Slack plugin's unit tests.
+PYTEST_VERSION := 9.2.0
 python-deps:
 	@python3 -c "import standardwebhooks" 2>/dev/null \
 		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore standardwebhooks==1.1.0
 	@command -v schemathesis >/dev/null 2>&1 \
 		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore schemathesis==4.32.5
+	@python3 -c "import pytest, sys; sys.exit(pytest.__version__ != '$(PYTEST_VERSION)')" 2>/dev/null \
+		|| pip install --quiet --disable-pip-version-check --root-user-action=ignore pytest==$(PYTEST_VERSION)
 
 # One component per plugin at target/plugins/<name>.wasm.
 plugins: toolchain target/plugins/stripe.wasm target/plugins/slack.wasm
@@ -64,6 +68,20 @@ test-plugins: toolchain
 	@mkdir -p target/test-plugins
 	@$(foreach p,$(TEST_PLUGINS),cp $(WASM_OUT)/wasmhook_test_plugin_$(p).wasm target/test-plugins/$(p).wasm;)
 
+# The JavaScript and Python plugins' own unit tests of their logic, without the component
+# runtime: node's built-in test runner for stripe (no dependencies), pytest for slack against the
+# bindings componentize-py generates from the contract.
+plugin-unit-tests: python-deps $(PYTHON_VENV)/bin/componentize-py
+	cd plugins/stripe && npm run --silent unit
+	rm -rf target/slack-bindings
+	$(PYTHON_VENV)/bin/componentize-py -d wit -w plugin bindings target/slack-bindings
+	PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=target/slack-bindings:plugins/slack/src python3 -m pytest -q -p no:cacheprovider plugins/slack/tests
+
+# The fuzz targets compile on stable (libfuzzer-sys needs nightly only for the sanitizer flags
+# cargo-fuzz adds), so `make test` type-checks them and they cannot rot between `make fuzz` runs.
+fuzz-check:
+	cargo check --locked --manifest-path host/fuzz/Cargo.toml --bins
+
 # Real GitHub payloads: every example of @octokit/webhooks-examples, from the npm registry.
 fixtures: $(OCTOKIT_DIR)/api.github.com/index.json
 
@@ -81,7 +99,7 @@ lint: toolchain
 	cargo clippy --target wasm32-wasip2 $(foreach p,$(PLUGINS),-p wasmhook-plugin-$(p)) $(foreach p,$(TEST_PLUGINS),-p wasmhook-test-plugin-$(p)) -- -D warnings
 
 # Every check: formatting, lints with warnings denied, and every test.
-test: fmt-check lint postgres python-deps plugins test-plugins fixtures
+test: fmt-check lint fuzz-check postgres python-deps plugins test-plugins fixtures plugin-unit-tests
 	set -o pipefail; cargo test --workspace 2>&1 | tee target/test-output.log
 	scripts/api-fuzz.sh
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' target/test-output.log
@@ -91,7 +109,8 @@ api-fuzz: postgres python-deps plugins
 	cargo build -p wasmhook
 	scripts/api-fuzz.sh
 
-# libFuzzer on the host's parsers (nightly, its own target dir; not part of `make test`):
+# libFuzzer on the host's parsers (nightly, its own target dir; not part of `make test`, which only
+# type-checks the targets with fuzz-check):
 # every target in host/fuzz for FUZZ_SECONDS each. See scripts/fuzz.sh.
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs schemathesis (PyPI) against the admin API's OpenAPI document of a real host with an
-# embedded PostgreSQL on 127.0.0.1, and fails on any 5xx or schema violation it finds.
+# embedded PostgreSQL on 127.0.0.1, and fails on any 5xx, schema violation or status the document
+# does not list for the operation that answered it.
 set -euo pipefail
 wasmhook="${CARGO_TARGET_DIR:?}/debug/wasmhook"
 work=$(mktemp -d)
@@ -42,5 +43,5 @@ curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/serve.log";
 cd "$work"
 schemathesis run "http://127.0.0.1:$admin_port/admin/v1/openapi.json" \
   -H "Authorization: Bearer $token" \
-  --checks not_a_server_error,response_schema_conformance \
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance \
   --max-examples 25 --seed 20261125

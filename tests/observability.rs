@@ -89,22 +89,35 @@ retry_schedule_seconds = [0, 0.05, 0.05]
     app.post("nowhere", &[], "{}").await;
     app.post("broken", &[], "{}").await;
 
-    // Three events, one of them answered 500 first: four attempts in all.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while receiver.requests().len() < 4 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
+    // Three events, one of them answered 500 first: four attempts in all, counted once their
+    // finishes are recorded (after the receiver saw them).
     let client = reqwest::Client::new();
-    let exposition = client
-        .get(format!("{}/metrics", app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let attempts = |exposition: &str| {
+        ["delivered", "retryable"].map(|outcome| {
+            sample(
+                exposition,
+                "wasmhook_delivery_attempts_total",
+                &[("destination", "ci"), ("outcome", outcome)],
+            )
+            .unwrap_or(0.0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exposition = loop {
+        let exposition = client
+            .get(format!("{}/metrics", app.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if attempts(&exposition).iter().sum::<f64>() >= 4.0 || Instant::now() > deadline {
+            break exposition;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(receiver.requests().len(), 4, "{exposition}");
     let webhooks = |source: &str, outcome: &str| {
         sample(
             &exposition,

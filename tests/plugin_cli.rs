@@ -50,7 +50,7 @@ fn check_fails_clearly_on_a_file_that_is_not_a_component() {
 }
 
 #[test]
-fn run_prints_cloudevents_and_checks_the_official_github_signature() {
+fn run_prints_cloudevents_and_checks_a_github_signature_made_by_python() {
     let directory = tempfile::tempdir().unwrap();
     let body_path = directory.path().join("push.json");
     std::fs::write(
@@ -59,19 +59,11 @@ fn run_prints_cloudevents_and_checks_the_official_github_signature() {
     )
     .unwrap();
     let body = std::fs::read(&body_path).unwrap();
-    let signature = wasmhook::signature::sign(
-        &wasmhook::signature::SignatureScheme::BodyHmac {
-            header: "x-hub-signature-256".into(),
-            prefix: "sha256=".into(),
-            encoding: wasmhook::signature::MacEncoding::Hex,
-        },
-        &wasmhook::signature::Secret::new("It's a Secret to Everybody"),
-        &body,
-        "",
-        0,
-    )
-    .unwrap();
-    let signature_header = format!("X-Hub-Signature-256: {}", signature[0].1);
+    // GitHub's signature, computed by Python's hmac rather than by the host.
+    let signature_header = format!(
+        "X-Hub-Signature-256: sha256={}",
+        support::python_hmac_sha256_hex(b"It's a Secret to Everybody", &body)
+    );
     let plugin = plugin_file("github");
     let arguments = |signature_header: &str| {
         vec![
@@ -232,7 +224,9 @@ fn json_log_format_writes_one_json_object_per_line() {
 
 #[test]
 fn every_plugin_passes_its_fixtures() {
-    for name in ["github", "netflix", "shopify", "gitlab", "stripe", "slack"] {
+    for name in [
+        "github", "netflix", "shopify", "gitlab", "stripe", "slack", "generic",
+    ] {
         let fixtures = support::repository_root().join(format!("plugins/{name}/fixtures"));
         let output = wasmhook(&[
             "plugin",
@@ -257,28 +251,59 @@ fn every_plugin_passes_its_fixtures() {
 
 #[test]
 fn a_fixture_whose_expectation_is_wrong_fails_the_run() {
-    let directory = tempfile::tempdir().unwrap();
-    std::fs::write(
-        directory.path().join("wrong.json"),
-        r#"{"headers": {"X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": "1"},
-            "body": {"id": 1}, "secret": "s",
-            "expect": {"outcome": "events", "types": ["shopify.orders.delete"]}}"#,
-    )
-    .unwrap();
-    let output = wasmhook(&[
-        "plugin",
-        "run",
-        plugin_file("shopify").to_str().unwrap(),
-        "--fixtures",
-        directory.path().to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    let stdout = text(&output.stdout);
-    assert!(stdout.contains("FAIL wrong.json"), "{stdout}");
-    assert!(
-        stdout.contains("shopify.orders.create"),
-        "the actual type is named: {stdout}"
-    );
+    let body = r#"{\"id\":1}"#;
+    // Base64 of "not the mac": a well-formed Shopify signature header that does not match.
+    let signature = "bm90IHRoZSBtYWM=";
+    // Each fixture gets one thing wrong, and the run names what it got instead.
+    let table = [
+        (
+            "wrong-type.json",
+            r#""expect": {"outcome": "events", "types": ["shopify.orders.delete"]}"#.to_owned(),
+            "shopify.orders.create".to_owned(),
+        ),
+        (
+            "wrong-id.json",
+            r#""expect": {"outcome": "events", "types": ["shopify.orders.create"], "ids": ["2"]}"#
+                .to_owned(),
+            r#"got ["1"]"#.to_owned(),
+        ),
+        (
+            "wrong-data.json",
+            r#""expect": {"outcome": "events", "types": ["shopify.orders.create"], "data": [{"/id": 2}]}"#
+                .to_owned(),
+            "expected 2 at \"/id\"".to_owned(),
+        ),
+        (
+            "wrong-signature.json",
+            format!(
+                r#""signed": {{"at": 1, "headers": {{"X-Shopify-Hmac-Sha256": "{signature}"}}}},
+                   "expect": {{"outcome": "events", "types": ["shopify.orders.create"]}}"#
+            ),
+            "the signature check failed".to_owned(),
+        ),
+    ];
+    for (file, expectation, named) in table {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(
+            directory.path().join(file),
+            format!(
+                r#"{{"headers": {{"X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": "1"}},
+                    "body": "{body}", "secret": "s", {expectation}}}"#
+            ),
+        )
+        .unwrap();
+        let output = wasmhook(&[
+            "plugin",
+            "run",
+            plugin_file("shopify").to_str().unwrap(),
+            "--fixtures",
+            directory.path().to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{file}");
+        let stdout = text(&output.stdout);
+        assert!(stdout.contains(&format!("FAIL {file}")), "{stdout}");
+        assert!(stdout.contains(&named), "{file}: names {named:?}: {stdout}");
+    }
 }
 
 /// A plugin's log message with a newline and terminal escapes stays one escaped line, and its

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -143,7 +143,7 @@ impl AdminState {
         ActivateRequest,
         ErrorBody,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = []))
 )]
 pub struct AdminApiDoc;
@@ -161,6 +161,44 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The statuses any operation may answer besides its own: 500 when the server fails (the
+/// database, most often), and 413 for a request body over the limit, so that the document lists
+/// every status the API can give.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let failure = ResponseBuilder::new()
+            .description("The server failed; the server log has the cause.")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        let too_large = ResponseBuilder::new()
+            .description("The body is over the limit (2 MiB; 128 MiB for a plugin upload).")
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses.insert("500".to_owned(), failure.clone().into());
+                if operation.request_body.is_some() {
+                    responses.insert("413".to_owned(), too_large.clone().into());
+                }
+            }
+        }
+    }
+}
+
 /// The error body every failure carries.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -168,57 +206,122 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
+/// One operation of the admin API: the router serves it and `operations` lists it, from the
+/// same value, so the OpenAPI test sees every route the router has.
+struct Operation {
+    method: Method,
+    path: &'static str,
+    route: MethodRouter<Arc<AdminState>>,
+}
+
+fn operation<H, T>(method: Method, path: &'static str, handler: H) -> Operation
+where
+    H: axum::handler::Handler<T, Arc<AdminState>>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .expect("every admin operation uses a standard method");
+    Operation {
+        method,
+        path,
+        route: on(filter, handler),
+    }
+}
+
+/// Every operation behind the token (the OpenAPI document itself is served without it).
+fn operation_table() -> Vec<Operation> {
+    let mut upload = operation(Method::PUT, "/admin/v1/plugins/{name}", upload_plugin);
+    // JavaScript and Python components are tens of megabytes.
+    upload.route = upload
+        .route
+        .layer(axum::extract::DefaultBodyLimit::max(128 << 20));
+    vec![
+        operation(Method::GET, "/admin/v1/sources", list_sources),
+        operation(Method::POST, "/admin/v1/sources", create_source),
+        operation(Method::GET, "/admin/v1/sources/{name}", get_source),
+        operation(Method::PUT, "/admin/v1/sources/{name}", update_source),
+        operation(Method::DELETE, "/admin/v1/sources/{name}", delete_source),
+        operation(
+            Method::POST,
+            "/admin/v1/sources/{name}/secrets",
+            add_source_secret,
+        ),
+        operation(
+            Method::DELETE,
+            "/admin/v1/sources/{name}/secrets/{secret_id}",
+            retire_source_secret,
+        ),
+        operation(
+            Method::POST,
+            "/admin/v1/destinations/{name}/secrets",
+            add_destination_secret,
+        ),
+        operation(
+            Method::DELETE,
+            "/admin/v1/destinations/{name}/secrets/{secret_id}",
+            retire_destination_secret,
+        ),
+        operation(Method::GET, "/admin/v1/destinations", list_destinations),
+        operation(Method::POST, "/admin/v1/destinations", create_destination),
+        operation(
+            Method::GET,
+            "/admin/v1/destinations/{name}",
+            get_destination,
+        ),
+        operation(
+            Method::PUT,
+            "/admin/v1/destinations/{name}",
+            update_destination,
+        ),
+        operation(
+            Method::DELETE,
+            "/admin/v1/destinations/{name}",
+            delete_destination,
+        ),
+        operation(
+            Method::POST,
+            "/admin/v1/destinations/{name}/pause",
+            pause_destination,
+        ),
+        operation(
+            Method::POST,
+            "/admin/v1/destinations/{name}/resume",
+            resume_destination,
+        ),
+        operation(Method::GET, "/admin/v1/events", list_events),
+        operation(Method::GET, "/admin/v1/events/{id}", get_event),
+        operation(Method::POST, "/admin/v1/replay", replay),
+        operation(Method::GET, "/admin/v1/plugins", list_plugins),
+        upload,
+        operation(
+            Method::POST,
+            "/admin/v1/plugins/{name}/activate",
+            activate_plugin,
+        ),
+        operation(
+            Method::POST,
+            "/admin/v1/plugins/{name}/rollback",
+            rollback_plugin,
+        ),
+    ]
+}
+
+/// The method and path of every route the admin router serves behind the token, for the test
+/// that checks each one is documented and needs the token.
+pub fn operations() -> Vec<(Method, &'static str)> {
+    operation_table()
+        .into_iter()
+        .map(|operation| (operation.method, operation.path))
+        .collect()
+}
+
 /// The admin router, to be served at the root (its paths start with `/admin/v1`).
 pub fn router(state: Arc<AdminState>) -> Router {
-    let protected = Router::new()
-        .route("/admin/v1/sources", get(list_sources).post(create_source))
-        .route(
-            "/admin/v1/sources/{name}",
-            get(get_source).put(update_source).delete(delete_source),
-        )
-        .route("/admin/v1/sources/{name}/secrets", post(add_source_secret))
-        .route(
-            "/admin/v1/sources/{name}/secrets/{secret_id}",
-            axum::routing::delete(retire_source_secret),
-        )
-        .route(
-            "/admin/v1/destinations/{name}/secrets",
-            post(add_destination_secret),
-        )
-        .route(
-            "/admin/v1/destinations/{name}/secrets/{secret_id}",
-            axum::routing::delete(retire_destination_secret),
-        )
-        .route(
-            "/admin/v1/destinations",
-            get(list_destinations).post(create_destination),
-        )
-        .route(
-            "/admin/v1/destinations/{name}",
-            get(get_destination)
-                .put(update_destination)
-                .delete(delete_destination),
-        )
-        .route(
-            "/admin/v1/destinations/{name}/pause",
-            post(pause_destination),
-        )
-        .route(
-            "/admin/v1/destinations/{name}/resume",
-            post(resume_destination),
-        )
-        .route("/admin/v1/events", get(list_events))
-        .route("/admin/v1/events/{id}", get(get_event))
-        .route("/admin/v1/replay", post(replay))
-        .route("/admin/v1/plugins", get(list_plugins))
-        .route(
-            "/admin/v1/plugins/{name}",
-            axum::routing::put(upload_plugin)
-                // JavaScript and Python components are tens of megabytes.
-                .layer(axum::extract::DefaultBodyLimit::max(128 << 20)),
-        )
-        .route("/admin/v1/plugins/{name}/activate", post(activate_plugin))
-        .route("/admin/v1/plugins/{name}/rollback", post(rollback_plugin))
+    let protected = operation_table()
+        .into_iter()
+        .fold(Router::new(), |router, operation| {
+            router.route(operation.path, operation.route)
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -597,8 +700,16 @@ async fn retire_secret(
     state: &AdminState,
     owner: SecretOwner,
     name: &str,
-    secret_id: Uuid,
+    secret_id: &str,
 ) -> Result<StatusCode, ApiError> {
+    // Text that is not a UUID names no secret: the same 404 as an unknown id.
+    let not_found = || {
+        ApiError::not_found(format!(
+            "the {} {name:?} has no secret {secret_id}",
+            owner_noun(owner)
+        ))
+    };
+    let secret_id: Uuid = secret_id.parse().map_err(|_| not_found())?;
     match store::retire_secret(&state.pool, owner, name, secret_id)
         .await
         .map_err(|error| ApiError::internal(&error))?
@@ -614,10 +725,7 @@ async fn retire_secret(
             "that is the last secret of the {} {name:?}; add its successor first",
             owner_noun(owner)
         ))),
-        _ => Err(ApiError::not_found(format!(
-            "the {} {name:?} has no secret {secret_id}",
-            owner_noun(owner)
-        ))),
+        _ => Err(not_found()),
     }
 }
 
@@ -652,9 +760,9 @@ async fn add_source_secret(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn retire_source_secret(
     State(state): State<Arc<AdminState>>,
-    Path((name, secret_id)): Path<(String, Uuid)>,
+    Path((name, secret_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    retire_secret(&state, SecretOwner::Source, &name, secret_id).await
+    retire_secret(&state, SecretOwner::Source, &name, &secret_id).await
 }
 
 #[utoipa::path(post, path = "/admin/v1/destinations/{name}/secrets", tag = "destinations",
@@ -684,9 +792,9 @@ async fn add_destination_secret(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn retire_destination_secret(
     State(state): State<Arc<AdminState>>,
-    Path((name, secret_id)): Path<(String, Uuid)>,
+    Path((name, secret_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    retire_secret(&state, SecretOwner::Destination, &name, secret_id).await
+    retire_secret(&state, SecretOwner::Destination, &name, &secret_id).await
 }
 
 /// A destination as the API shows it: every setting, never the secret, and no credential

@@ -221,9 +221,23 @@ struct Fixture {
     #[serde(default)]
     config: String,
     /// When given, the request is signed with it the way the platform would, and the signature
-    /// is checked the way the server would.
+    /// is checked the way the server would. With `signed`, the fixture's own signature is
+    /// checked with it instead.
     secret: Option<String>,
+    /// The request as the platform signed it, with signature headers made outside wasmhook (by
+    /// the platform's own library or an independent HMAC), so the check is not a round trip
+    /// through the host's own signing.
+    signed: Option<PlatformSignature>,
     expect: Expectation,
+}
+
+/// Signature headers made outside wasmhook, and the moment they were made.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformSignature {
+    /// Unix seconds when the platform signed the request: the server's clock for the check.
+    at: i64,
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -233,6 +247,12 @@ enum Expectation {
         types: Vec<String>,
         #[serde(default)]
         subjects: Option<Vec<Option<String>>>,
+        /// The events' ids, in order: what the host dedupes on.
+        #[serde(default)]
+        ids: Option<Vec<String>>,
+        /// Per event, JSON pointers into its data and the value each must have there.
+        #[serde(default)]
+        data: Option<Vec<std::collections::BTreeMap<String, serde_json::Value>>>,
     },
     Rejected {
         kind: crate::plugins::RejectionKind,
@@ -290,31 +310,41 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
     let fixture: Fixture = serde_json::from_str(&text).context("parsing the fixture")?;
     let body = match &fixture.body {
         serde_json::Value::String(text) => text.clone().into_bytes(),
+        _ if fixture.signed.is_some() => {
+            bail!("a `signed` fixture's body must be a string: its bytes are what was signed")
+        }
         other => serde_json::to_vec(other).context("encoding the body")?,
     };
     let settings = plugin
         .configure(&fixture.config)
         .await
         .context("configuring the plugin")?;
-    let received_at = chrono::Utc::now();
+    let received_at = match &fixture.signed {
+        Some(signed) => chrono::DateTime::from_timestamp(signed.at, 0)
+            .context("`signed.at` is not a Unix time")?,
+        None => chrono::Utc::now(),
+    };
     let mut headers: Vec<(String, String)> = fixture
         .headers
         .iter()
+        .chain(fixture.signed.iter().flat_map(|signed| &signed.headers))
         .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
         .collect();
     let secrets: Vec<Secret> = fixture.secret.iter().map(Secret::new).collect();
     if let Some(secret) = secrets.first() {
-        let message_id = headers
-            .iter()
-            .find(|(name, _)| Some(name) == settings.dedupe_header.as_ref())
-            .map_or_else(|| "msg_fixture".to_owned(), |(_, value)| value.clone());
-        headers.extend(signature::sign(
-            &settings.signature,
-            secret,
-            &body,
-            &message_id,
-            received_at.timestamp(),
-        )?);
+        if fixture.signed.is_none() {
+            let message_id = headers
+                .iter()
+                .find(|(name, _)| Some(name) == settings.dedupe_header.as_ref())
+                .map_or_else(|| "msg_fixture".to_owned(), |(_, value)| value.clone());
+            headers.extend(signature::sign(
+                &settings.signature,
+                secret,
+                &body,
+                &message_id,
+                received_at.timestamp(),
+            )?);
+        }
         signature::verify(
             &settings.signature,
             SignedRequest {
@@ -342,8 +372,21 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
     let report = plugin
         .handle_checked(request, secrets.into(), check)
         .await?;
-    match (&fixture.expect, &report.outcome) {
-        (Expectation::Events { types, subjects }, PluginOutcome::Events(events)) => {
+    check_expectation(&fixture.expect, &report.outcome)?;
+    Ok(report)
+}
+
+fn check_expectation(expect: &Expectation, outcome: &PluginOutcome) -> anyhow::Result<()> {
+    match (expect, outcome) {
+        (
+            Expectation::Events {
+                types,
+                subjects,
+                ids,
+                data,
+            },
+            PluginOutcome::Events(events),
+        ) => {
             let actual: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
             if actual != *types {
                 bail!("expected event types {types:?}, got {actual:?}");
@@ -354,6 +397,15 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
                 if actual != *subjects {
                     bail!("expected subjects {subjects:?}, got {actual:?}");
                 }
+            }
+            if let Some(ids) = ids {
+                let actual: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+                if actual != *ids {
+                    bail!("expected ids {ids:?}, got {actual:?}");
+                }
+            }
+            if let Some(data) = data {
+                check_data(data, events)?;
             }
         }
         (
@@ -377,7 +429,32 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
         }
         (_, outcome) => bail!("the outcome differs from the expectation: {outcome:?}"),
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Checks each event's data at the JSON pointers its expectation names.
+fn check_data(
+    expected: &[std::collections::BTreeMap<String, serde_json::Value>],
+    events: &[crate::events::NormalizedEvent],
+) -> anyhow::Result<()> {
+    if expected.len() != events.len() {
+        bail!(
+            "expected data for {} events, got {} events",
+            expected.len(),
+            events.len()
+        );
+    }
+    for (index, (fields, event)) in expected.iter().zip(events).enumerate() {
+        let data: serde_json::Value = serde_json::from_str(&event.data_json)
+            .with_context(|| format!("event {index}'s data is not JSON"))?;
+        for (pointer, value) in fields {
+            let actual = data.pointer(pointer);
+            if actual != Some(value) {
+                bail!("event {index}: expected {value} at {pointer:?} of its data, got {actual:?}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the signature was checked as the server checks it before `handle` (a secret was

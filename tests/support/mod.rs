@@ -102,3 +102,48 @@ pub fn events(outcome: wasmhook::plugins::PluginOutcome) -> Vec<wasmhook::events
         other => panic!("expected events, got {other:?}"),
     }
 }
+
+/// Runs a Python snippet with `message` on stdin and returns what it printed, trimmed.
+fn python(snippet: &str, arguments: &[&str], message: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(snippet)
+        .args(arguments)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (the tests check signatures with an implementation of their own)");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(message)
+        .expect("python3 reads the message");
+    let output = child.wait_with_output().expect("python3 finishes");
+    assert!(output.status.success(), "python3 failed: {output:?}");
+    String::from_utf8(output.stdout)
+        .expect("python3 prints text")
+        .trim()
+        .to_owned()
+}
+
+/// HMAC-SHA256 of `message` under `key`, lower-case hex, computed by Python's `hmac`: a value
+/// independent of the host's signing code, to check it against.
+pub fn python_hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    python(
+        "import hashlib, hmac, sys; \
+         print(hmac.new(bytes.fromhex(sys.argv[1]), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())",
+        &[&hex::encode(key)],
+        message,
+    )
+}
+
+/// SHA-256 of `message`, lower-case hex, computed by Python's `hashlib`.
+pub fn python_sha256_hex(message: &[u8]) -> String {
+    python(
+        "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())",
+        &[],
+        message,
+    )
+}
