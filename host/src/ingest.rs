@@ -168,25 +168,7 @@ async fn handle_webhook(
 
     let header_pairs = header_pairs(&headers);
     let active = source.active.load_full();
-    let verification = signature::verify_counting(
-        &active.settings.signature,
-        SignedRequest {
-            headers: &header_pairs,
-            body: &body,
-        },
-        &source.secrets,
-        received_at.timestamp(),
-        source.signature_tolerance_seconds,
-    );
-    metrics::signature_macs(&source.name, verification.mac_computations);
-    verification
-        .outcome
-        .map_err(|error| ApiError::signature(&error))?;
-    let check = if active.settings.signature.is_checked_by_host() {
-        RequestCheck::VerifiedByHost
-    } else {
-        RequestCheck::NotVerifiedByHost
-    };
+    let check = check_signature(&source, &active, &header_pairs, &body, received_at)?;
 
     let request_id = Uuid::now_v7();
     let raw = RawRequest {
@@ -311,6 +293,37 @@ async fn handle_webhook(
                 .into_response(),
             "quarantined",
         ),
+    })
+}
+
+/// Checks the request's signature with the source's secrets (401, or 400 for a header with too
+/// many signatures), counts the MACs it cost, and says whether the host verified the request,
+/// which decides whether the plugin may sign.
+fn check_signature(
+    source: &SourceRuntime,
+    active: &ActivePlugin,
+    header_pairs: &[(String, String)],
+    body: &[u8],
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> Result<RequestCheck, ApiError> {
+    let verification = signature::verify_counting(
+        &active.settings.signature,
+        SignedRequest {
+            headers: header_pairs,
+            body,
+        },
+        &source.secrets,
+        received_at.timestamp(),
+        source.signature_tolerance_seconds,
+    );
+    metrics::signature_macs(&source.name, verification.mac_computations);
+    verification
+        .outcome
+        .map_err(|error| ApiError::signature(&error))?;
+    Ok(if active.settings.signature.is_checked_by_host() {
+        RequestCheck::VerifiedByHost
+    } else {
+        RequestCheck::NotVerifiedByHost
     })
 }
 
