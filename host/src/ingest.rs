@@ -181,28 +181,10 @@ async fn handle_webhook(
 
     let mut header_pairs = header_pairs(&headers);
     let active = source.active.load_full();
-    let verification = signature::verify_counting(
-        &active.settings.signature,
-        SignedRequest {
-            headers: &header_pairs,
-            body: &body,
-        },
-        &source.secrets,
-        received_at.timestamp(),
-        source.signature_tolerance_seconds,
-    );
-    metrics::signature_macs(&source.name, verification.mac_computations);
-    verification
-        .outcome
-        .map_err(|error| ApiError::signature(&error))?;
+    let check = check_signature(&source, &active, &header_pairs, &body, received_at)?;
     // Only a verified request spends the source's budget: unsigned junk must not use up what
     // the platform is allowed to send.
     take_source_token(&source)?;
-    let check = if active.settings.signature.is_checked_by_host() {
-        RequestCheck::VerifiedByHost
-    } else {
-        RequestCheck::NotVerifiedByHost
-    };
     crate::dedupe::check_dedupe_header(active.settings.dedupe_header.as_deref(), &header_pairs)
         .map_err(|error| ApiError::id_too_long(&error))?;
     // Authentic: its credentials are neither stored nor handed to the plugin.
@@ -369,6 +351,37 @@ async fn limit_client_address(
         }
     }
     next.run(request).await
+}
+
+/// Checks the request's signature with the source's secrets (401, or 400 for a header with too
+/// many signatures), counts the MACs it cost, and says whether the host verified the request,
+/// which decides whether the plugin may sign.
+fn check_signature(
+    source: &SourceRuntime,
+    active: &ActivePlugin,
+    header_pairs: &[(String, String)],
+    body: &[u8],
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> Result<RequestCheck, ApiError> {
+    let verification = signature::verify_counting(
+        &active.settings.signature,
+        SignedRequest {
+            headers: header_pairs,
+            body,
+        },
+        &source.secrets,
+        received_at.timestamp(),
+        source.signature_tolerance_seconds,
+    );
+    metrics::signature_macs(&source.name, verification.mac_computations);
+    verification
+        .outcome
+        .map_err(|error| ApiError::signature(&error))?;
+    Ok(if active.settings.signature.is_checked_by_host() {
+        RequestCheck::VerifiedByHost
+    } else {
+        RequestCheck::NotVerifiedByHost
+    })
 }
 
 impl IngestState {
