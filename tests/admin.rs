@@ -1244,6 +1244,25 @@ async fn a_token_sent_as_the_url_username_is_never_shown() {
         );
     }
     assert_eq!(shown["url"], "http://[redacted]@127.0.0.1:9/hook");
+
+    // Sent back as a new destination, the placeholder stands for nothing.
+    let (status, refused) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations",
+        Some(json!({
+            "name": "copied",
+            "url": shown["url"],
+            "routes": ["*"],
+            "allow_private_networks": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().starts_with("url:"),
+        "{refused}"
+    );
 }
 
 /// The token the source's scheme reads (a shared token), as a host stored it before requests

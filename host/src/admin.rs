@@ -777,6 +777,12 @@ async fn create_destination(
     let (mut input, secret) = destination_input(&body)?;
     redaction::keep_redacted_destination_headers(&mut input.headers, &[])
         .map_err(|problem| ApiError::invalid_field("headers", problem))?;
+    if redaction::has_redacted_userinfo(&input.url) {
+        return Err(ApiError::invalid_field(
+            "url",
+            "`[redacted]@` stands for stored credentials, and a new destination has none",
+        ));
+    }
     let generated = secret.is_none().then(store::generate_signing_secret);
     let secret = secret.or_else(|| generated.clone()).unwrap_or_default();
     match store::create_destination(&state.pool, &input.to_record(), &secret)

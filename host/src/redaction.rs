@@ -103,7 +103,7 @@ pub fn url_without_userinfo(url: &str) -> String {
 
 /// Whether a submitted URL carries the `[redacted]@` placeholder the API shows for stored
 /// userinfo.
-fn has_redacted_userinfo(url: &str) -> bool {
+pub fn has_redacted_userinfo(url: &str) -> bool {
     url.contains(&format!("://{REDACTED}@"))
 }
 
