@@ -1140,7 +1140,8 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
             "a credential was shown: {answer}"
         );
     }
-    assert_eq!(shown["url"], "http://deliver@127.0.0.1:9/hook");
+    // The whole userinfo is hidden: a username is often a token.
+    assert_eq!(shown["url"], "http://[redacted]@127.0.0.1:9/hook");
     assert_eq!(
         shown["headers"],
         json!({
@@ -1188,7 +1189,69 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     );
     assert_eq!(stored_header("X-Api-Key").as_deref(), Some("key-password"));
 
+    // A placeholder never sends a stored credential to another scheme, host or port.
+    for (url, headers) in [
+        ("http://[redacted]@127.0.0.2:9/hook", json!({})),
+        ("http://127.0.0.1:10/hook", shown["headers"].clone()),
+        (
+            "https://127.0.0.1:9/hook",
+            json!({"Authorization": "[redacted]"}),
+        ),
+    ] {
+        let mut moved = update.clone();
+        moved["url"] = json!(url);
+        moved["headers"] = headers;
+        let (status, refused) = admin(
+            &app,
+            Method::PUT,
+            "/admin/v1/destinations/credentialed",
+            Some(moved),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {refused}");
+        assert_eq!(refused["code"], "stored_credential_not_moved", "{refused}");
+        assert!(
+            refused["detail"].as_str().unwrap().starts_with("url:"),
+            "{refused}"
+        );
+    }
+    let unchanged = wasmhook::queue::load_destinations(&app.pool, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|destination| destination.name == "credentialed")
+        .unwrap();
+    assert_eq!(
+        unchanged.url, stored.url,
+        "a refused update changes nothing"
+    );
+    assert_eq!(unchanged.headers, stored.headers);
+
+    // The same origin with a new path keeps the stored userinfo.
+    let mut new_path = update.clone();
+    new_path["url"] = json!("http://[redacted]@127.0.0.1:9/other");
+    let (status, answer) = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/destinations/credentialed",
+        Some(new_path),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["url"], "http://[redacted]@127.0.0.1:9/other");
+    let moved_path = wasmhook::queue::load_destinations(&app.pool, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|destination| destination.name == "credentialed")
+        .unwrap();
+    assert_eq!(
+        moved_path.url,
+        "http://deliver:url-password@127.0.0.1:9/other"
+    );
+
     // `[redacted]` stands for a stored value, so it cannot name a header that has none.
+    update["url"] = json!("http://[redacted]@127.0.0.1:9/other");
     update["headers"] = json!({"X-New-Key": "[redacted]"});
     let (status, refused) = admin(
         &app,
@@ -1252,5 +1315,149 @@ async fn a_secret_the_source_scheme_cannot_use_is_refused() {
         source["secrets"].as_array().unwrap().len(),
         1,
         "nothing was added"
+    );
+}
+
+/// A shared token as a username is hidden too (`https://sk_live_…@host/` is a common form).
+#[tokio::test]
+async fn a_token_sent_as_the_url_username_is_never_shown() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let app = spawn(&receiver).await;
+    let destination = json!({
+        "name": "token-user",
+        "url": "http://sk_live_username_token@127.0.0.1:9/hook",
+        "routes": ["*"],
+        "allow_private_networks": true,
+    });
+    let (status, created) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations",
+        Some(destination),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, shown) = admin(&app, Method::GET, "/admin/v1/destinations/token-user", None).await;
+    for answer in [&created, &shown] {
+        assert!(
+            !answer.to_string().contains("sk_live"),
+            "the username token was shown: {answer}"
+        );
+    }
+    assert_eq!(shown["url"], "http://[redacted]@127.0.0.1:9/hook");
+
+    // Sent back as a new destination, the placeholder stands for nothing.
+    let (status, refused) = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/destinations",
+        Some(json!({
+            "name": "copied",
+            "url": shown["url"],
+            "routes": ["*"],
+            "allow_private_networks": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().starts_with("url:"),
+        "{refused}"
+    );
+}
+
+/// The token the source's scheme reads (a shared token), as a host stored it before requests
+/// were redacted.
+const OLD_ROW_TOKEN: &str = "shared-token-stored-by-an-old-host";
+
+/// A row stored before requests were redacted still holds the source's shared token: the
+/// admin API does not show it, and a replay hands the plugin `[redacted]` in its place.
+#[tokio::test]
+async fn a_token_stored_before_redaction_is_neither_shown_nor_replayed_to_the_plugin() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    // The event id is the token header's value, so the event shows what the plugin was given.
+    let source_config = r#"config = '{"signature": {"scheme": "shared-token", "header": "x-token"}, "id_header": "x-token"}'"#;
+    let app = TestApp::spawn(&format!(
+        r#"
+[admin]
+token = "{TOKEN}"
+
+[[sources]]
+name = "shared"
+plugin = "generic"
+{source_config}
+secrets = ["{OLD_ROW_TOKEN}"]
+{TIGHT_LIMITS}
+
+[[destinations]]
+name = "d"
+url = "{}"
+routes = ["*"]
+allow_private_networks = true
+"#,
+        receiver.url("/d")
+    ))
+    .await;
+    let headers = vec![("x-token".to_owned(), OLD_ROW_TOKEN.to_owned())];
+    let answer: Value = app
+        .post("shared", &headers, r#"{"n":1}"#)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "quarantined", "{answer}");
+    let request_id: uuid::Uuid = answer["request_id"].as_str().unwrap().parse().unwrap();
+    // As an old host stored it: the token as it arrived.
+    sqlx::query("UPDATE raw_requests SET headers = $2 WHERE id = $1")
+        .bind(request_id)
+        .bind(json!([["x-token", OLD_ROW_TOKEN]]))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let fixed =
+        wasmhook::config::Config::from_toml(&app.config_text().replace(TIGHT_LIMITS, "")).unwrap();
+    wasmhook::store::apply_config_sources(
+        &app.pool,
+        &[(fixed.sources[0].to_record(), vec![OLD_ROW_TOKEN.to_owned()])],
+    )
+    .await
+    .unwrap();
+    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
+        .await
+        .unwrap();
+    let event_row_id = match &results[..] {
+        [
+            (
+                _,
+                wasmhook::replay::QuarantineReplay::Stored(
+                    wasmhook::store::IngestOutcome::Accepted { event_ids },
+                ),
+            ),
+        ] => event_ids[0],
+        other => panic!("expected the replay to store the event, got {other:?}"),
+    };
+    let (status, detail) = admin(
+        &app,
+        Method::GET,
+        &format!("/admin/v1/events/{event_row_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(
+        detail["event_id"], "[redacted]",
+        "the plugin was handed the token: {detail}"
+    );
+    assert!(
+        !detail.to_string().contains(OLD_ROW_TOKEN),
+        "the admin API showed the token: {detail}"
+    );
+    assert!(
+        detail["raw_request"]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-token", "[redacted]"])),
+        "{detail}"
     );
 }

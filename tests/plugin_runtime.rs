@@ -562,6 +562,62 @@ async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() 
     );
 }
 
+/// An older host left its cache directory group-writable: a host that owns it makes it private
+/// when it starts, and trusts what it finds there from then on instead of compiling every time.
+#[tokio::test]
+async fn a_group_writable_cache_directory_of_the_hosts_is_made_private_and_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let cache = parent.path().join("compiled");
+    let settings = RuntimeSettings {
+        max_concurrent_instances: 2,
+        compiled_cache_dir: Some(cache.clone()),
+        ..RuntimeSettings::default()
+    };
+    let load = |name: &'static str| {
+        let settings = settings.clone();
+        async move {
+            PluginRuntime::new(settings)
+                .unwrap()
+                .load_file(&plugin_file(name), PluginLimits::default())
+                .await
+                .unwrap()
+        }
+    };
+    let github = load("github").await;
+    let netflix = load("netflix").await;
+    let entry_of = |content_hash: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(content_hash)
+            })
+            .unwrap()
+    };
+    let github_code = std::fs::read(entry_of(github.content_hash())).unwrap();
+    // Which entry is loaded shows whether the cache is trusted: the host's own private file
+    // under netflix's name holds github's code.
+    plant_cache_entry(&entry_of(netflix.content_hash()), &github_code, |path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap()
+    });
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o775)).unwrap();
+
+    assert_eq!(
+        load("netflix").await.manifest().name,
+        "github",
+        "the cache is trusted once its directory is private"
+    );
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&cache).unwrap()) & 0o777,
+        0o700,
+        "the directory was made private"
+    );
+}
+
 #[tokio::test]
 async fn a_memory_limit_above_the_pool_slot_is_refused() {
     let runtime = runtime();

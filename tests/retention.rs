@@ -323,6 +323,12 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
     for _ in 0..REQUESTS {
         seed_request(&app.pool, "spin", 100, "quarantined", None, b"{}").await;
     }
+    const DELIVERED: usize = 3;
+    let mut delivered = Vec::new();
+    for _ in 0..DELIVERED {
+        delivered
+            .push(seed_request(&app.pool, "spin", 100, "accepted", Some("delivered"), b"{}").await);
+    }
     let config = wasmhook::config::Config::from_toml(app.config_text()).unwrap();
     let pool = app.pool.clone();
     let replay = tokio::spawn(async move {
@@ -359,6 +365,17 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
         still_quarantined, REQUESTS as i64,
         "nothing under replay was deleted"
     );
+    assert!(
+        during.replayable_skipped,
+        "the pass says it left the replayable requests"
+    );
+    assert_eq!(
+        during.raw_requests, DELIVERED as u64,
+        "requests whose deliveries all succeeded are still deleted during a replay"
+    );
+    for id in delivered {
+        assert!(!exists(&app.pool, id).await, "a delivered request was kept");
+    }
 
     let results = replay.await.unwrap();
     assert_eq!(results.len(), REQUESTS);
@@ -371,6 +388,7 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
         after.replayable_requests, REQUESTS as u64,
         "once the replay is over they expire"
     );
+    assert!(!after.replayable_skipped);
 }
 
 /// Whether a session of this database waits for the replay guard in `mode`.
@@ -439,7 +457,7 @@ async fn a_job_replay_waits_for_a_retention_batch_and_its_rows_are_then_kept() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_once() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = TestApp::spawn(&one_source_config(
@@ -463,12 +481,46 @@ async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_on
     }
     let config = wasmhook::config::Config::from_toml(app.config_text()).unwrap();
 
-    let results = wasmhook::replay::replay_quarantined(&config, &app.pool, None)
+    // The second request is the first the replay stores: holding its row stops the replay
+    // there, in the first page, while a request newer than every seeded one arrives. A replay
+    // that reads page by page finds the newcomer in a later page; one that read every
+    // quarantined request at the start (holding every body at once) would not.
+    let first_stored = first_seeded_after(&app.pool, 1).await;
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM raw_requests WHERE id = $1 FOR UPDATE")
+        .bind(first_stored)
+        .execute(&mut *holder)
         .await
         .unwrap();
+    let replay = tokio::spawn({
+        let pool = app.pool.clone();
+        async move {
+            wasmhook::replay::replay_quarantined(&config, &pool, None)
+                .await
+                .unwrap()
+        }
+    });
+    let mut blocked = false;
+    for _ in 0..3000 {
+        blocked = a_session_waits_for_a_row_lock(&app.pool).await;
+        if blocked || replay.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(blocked, "the replay never reached the held request");
+    let newcomer = seed_request(&app.pool, "acme", 0, "quarantined", None, br#"{"late":1}"#).await;
+    holder.commit().await.unwrap();
+    seeded.insert(newcomer);
+    let total = total + 1;
+    let results = replay.await.unwrap();
 
     let replayed: std::collections::HashSet<uuid::Uuid> =
         results.iter().map(|(id, _)| *id).collect();
+    assert!(
+        replayed.contains(&newcomer),
+        "the request that arrived during the replay was read in a later page"
+    );
     assert_eq!(results.len(), total, "each request once");
     assert_eq!(replayed, seeded, "every request");
     let stored = results
@@ -481,6 +533,31 @@ async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_on
         (counts.quarantined as usize, counts.events as usize),
         (total.div_ceil(3), stored)
     );
+}
+
+/// The id of the quarantined request at `position` in replay order.
+async fn first_seeded_after(pool: &sqlx::PgPool, position: i64) -> uuid::Uuid {
+    sqlx::query_scalar(
+        "SELECT id FROM raw_requests WHERE status = 'quarantined'
+         ORDER BY received_at, id OFFSET $1 LIMIT 1",
+    )
+    .bind(position)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Whether a session of this database waits for a row lock (a transaction id lock).
+async fn a_session_waits_for_a_row_lock(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+             WHERE locktype = 'transactionid' AND NOT granted
+               AND database IS NULL AND pid IN (
+                   SELECT pid FROM pg_stat_activity WHERE datname = current_database()))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

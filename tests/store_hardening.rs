@@ -522,3 +522,49 @@ async fn body_keys_name_the_first_event_and_expire_with_the_window() {
     assert_ne!(answer["event_id"].as_str(), Some(first.as_str()));
     assert_eq!(app.counts().await.events, 2);
 }
+
+/// Whoever had superuser on a cluster of an older host (which let every local user in) could
+/// make `pg_hba.conf` a symlink to a file of root's; the host rewrites the file at every start
+/// and must replace the link, never write through it.
+#[test]
+fn a_symlinked_authentication_file_is_replaced_and_its_target_left_alone() {
+    use std::os::unix::fs::MetadataExt;
+    use wasmhook::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
+    let directory = tempfile::tempdir().unwrap();
+    let options = ClusterOptions { throwaway: true };
+    EmbeddedPostgres::start(directory.path(), options.clone())
+        .unwrap()
+        .stop()
+        .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("a-file-of-the-hosts-user");
+    std::fs::write(&target, "must stay as it is\n").unwrap();
+    let data_dir = directory.path().join("pg");
+    let hba = data_dir.join("pg_hba.conf");
+    std::fs::remove_file(&hba).unwrap();
+    std::os::unix::fs::symlink(&target, &hba).unwrap();
+
+    let cluster = EmbeddedPostgres::start(directory.path(), options).unwrap();
+    let target_text = std::fs::read_to_string(&target).unwrap();
+    let hba_metadata = std::fs::symlink_metadata(&hba).unwrap();
+    let hba_text = std::fs::read_to_string(&hba).unwrap();
+    let server_user = std::fs::metadata(data_dir.join("PG_VERSION"))
+        .unwrap()
+        .uid();
+    cluster.stop().unwrap();
+
+    assert_eq!(
+        target_text, "must stay as it is\n",
+        "written through the link"
+    );
+    assert!(
+        hba_metadata.file_type().is_file(),
+        "pg_hba.conf is a plain file"
+    );
+    assert!(hba_text.starts_with("# Written by wasmhook"), "{hba_text}");
+    assert_eq!(
+        (hba_metadata.uid(), hba_metadata.mode() & 0o777),
+        (server_user, 0o600),
+        "the server's user owns it, privately"
+    );
+}

@@ -798,7 +798,8 @@ async fn retire_destination_secret(
 }
 
 /// A destination as the API shows it: every setting, never the secret, and no credential
-/// (header values other than a safe few read `[redacted]`, the URL has no password).
+/// (header values other than a safe few read `[redacted]`, the URL's userinfo reads
+/// `[redacted]@`).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
     pub name: String,
@@ -828,7 +829,7 @@ impl From<crate::delivery::Destination> for DestinationView {
     fn from(destination: crate::delivery::Destination) -> Self {
         DestinationView {
             name: destination.name,
-            url: redaction::url_without_password(&destination.url),
+            url: redaction::url_without_userinfo(&destination.url),
             routes: destination.routes,
             headers: redaction::destination_headers_view(destination.headers),
             timeout_seconds: destination.timeout.as_secs_f64(),
@@ -853,8 +854,9 @@ impl From<crate::delivery::Destination> for DestinationView {
     }
 }
 
-/// What the API showed in place of a credential (`[redacted]` header values, the URL without
-/// its password), sent back in an update, keeps the stored credential.
+/// What the API showed in place of a credential (`[redacted]` header values, `[redacted]@`
+/// userinfo), sent back in an update, keeps the stored credential, but only for the same
+/// scheme, host and port: a placeholder must not send a stored credential somewhere new.
 async fn keep_stored_credentials(
     state: &AdminState,
     input: &mut DestinationConfig,
@@ -864,13 +866,21 @@ async fn keep_stored_credentials(
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
         .find(|destination| destination.name == input.name);
+    if let Some(stored) = &stored
+        && redaction::keeps_a_stored_credential(&input.url, &input.headers)
+        && !redaction::same_origin(&input.url, &stored.url)
+    {
+        return Err(ApiError::stored_credential_not_moved(
+            "a `[redacted]` value keeps a stored credential, which is never sent to another scheme, host or port: send the credentials again along with the new URL",
+        ));
+    }
     let stored_headers = stored
         .as_ref()
         .map_or(&[][..], |stored| &stored.headers[..]);
     redaction::keep_redacted_destination_headers(&mut input.headers, stored_headers)
         .map_err(|problem| ApiError::invalid_field("headers", problem))?;
     if let Some(stored) = stored {
-        input.url = redaction::keep_redacted_url_password(&input.url, &stored.url);
+        input.url = redaction::keep_redacted_url_userinfo(&input.url, &stored.url);
     }
     Ok(())
 }
@@ -965,6 +975,12 @@ async fn create_destination(
     let (mut input, secret) = destination_input(&body)?;
     redaction::keep_redacted_destination_headers(&mut input.headers, &[])
         .map_err(|problem| ApiError::invalid_field("headers", problem))?;
+    if redaction::has_redacted_userinfo(&input.url) {
+        return Err(ApiError::invalid_field(
+            "url",
+            "`[redacted]@` stands for stored credentials, and a new destination has none",
+        ));
+    }
     let generated = secret.is_none().then(store::generate_signing_secret);
     let secret = secret.or_else(|| generated.clone()).unwrap_or_default();
     match store::create_destination(&state.pool, &input.to_record(), &secret)
@@ -1189,12 +1205,36 @@ async fn get_event(
         .await
         .map_err(|error| ApiError::internal(&error))?
         .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
-    // Requests are redacted before they are stored; this also covers rows stored before that.
-    redaction::redact_request_headers(
-        &crate::signature::SignatureScheme::None,
-        &mut detail.raw_request.headers,
-    );
+    // Requests are redacted before they are stored. A row stored before that still holds its
+    // source's token, so the source's current scheme says which header to hide.
+    match current_scheme(&state, &detail.source_name).await {
+        Some(scheme) => redaction::redact_request_headers(&scheme, &mut detail.raw_request.headers),
+        None => redaction::redact_every_header_value(&mut detail.raw_request.headers),
+    }
     Ok(Json(detail))
+}
+
+/// The signature scheme a source's plugin uses now: from this process's ingest routes, else
+/// by building the stored source. `None` when the source is gone or cannot be built.
+async fn current_scheme(
+    state: &AdminState,
+    source_name: &str,
+) -> Option<crate::signature::SignatureScheme> {
+    if let Some(ingest) = &state.ingest
+        && let Some(source) = ingest.sources.load().get(source_name)
+    {
+        return Some(source.active.load().settings.signature.clone());
+    }
+    let stored = store::load_sources(&state.pool)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|source| source.record.name == source_name)?;
+    let built =
+        crate::ingest::build_source(&state.runtime, &state.pool, &stored, &state.source_defaults)
+            .await
+            .ok()?;
+    Some(built.active.load().settings.signature.clone())
 }
 
 /// Which finished deliveries to make due again.

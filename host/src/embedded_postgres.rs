@@ -163,10 +163,38 @@ impl EmbeddedPostgres {
             host_user.name
         );
         for (name, text) in [("pg_hba.conf", hba), ("pg_ident.conf", ident.as_str())] {
-            let path = self.data_dir.join(name);
-            // Rewriting the existing file keeps its owner (the server's user) and its mode.
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            self.replace_file(name, text)?;
         }
+        Ok(())
+    }
+
+    /// Replaces a file of the data directory with a new one, never writing through what is
+    /// there: the directory belongs to the server's user, and whoever had superuser there (as
+    /// every local user had under an older host) may have made the file a symlink to a file
+    /// of root's. The new file is created exclusively (no symlink followed), handed to the
+    /// server's user with mode 0600, then renamed over the old name.
+    fn replace_file(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.data_dir.join(name);
+        let mut temporary = tempfile::NamedTempFile::new_in(&self.data_dir)
+            .with_context(|| format!("creating a new {}", path.display()))?;
+        std::io::Write::write_all(&mut temporary, text.as_bytes())
+            .with_context(|| format!("writing a new {}", path.display()))?;
+        temporary
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making the new {} private", path.display()))?;
+        if let Some(user) = &self.run_as {
+            nix::unistd::fchown(
+                std::os::fd::AsRawFd::as_raw_fd(temporary.as_file()),
+                Some(user.uid),
+                Some(user.gid),
+            )
+            .with_context(|| format!("handing the new {} to the postgres user", path.display()))?;
+        }
+        temporary
+            .persist(&path)
+            .with_context(|| format!("renaming the new {} into place", path.display()))?;
         Ok(())
     }
 

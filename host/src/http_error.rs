@@ -151,6 +151,16 @@ impl ApiError {
         )
     }
 
+    /// A `[redacted]` placeholder sent along with a destination's new scheme, host or port:
+    /// the stored credential it stands for is not sent there.
+    pub fn stored_credential_not_moved(problem: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stored_credential_not_moved",
+            format!("url: {problem}"),
+        )
+    }
+
     /// Something failed inside; the cause is logged, never shown.
     pub fn internal(error: &anyhow::Error) -> ApiError {
         tracing::error!("admin request failed: {error:#}");

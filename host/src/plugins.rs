@@ -349,6 +349,9 @@ impl PluginRuntime {
                 }
             })
             .context("starting the epoch ticker thread")?;
+        if let Some(cache_dir) = &settings.compiled_cache_dir {
+            make_cache_dir_private(cache_dir);
+        }
 
         Ok(Arc::new(PluginRuntime {
             engine,
@@ -645,6 +648,27 @@ fn cache_entry_is_trusted(cache_dir: &Path, cache_path: &Path) -> Result<bool, S
     private_to_host(cache_dir, &directory)?;
     private_to_host(cache_path, &entry)?;
     Ok(true)
+}
+
+/// An older host left its cache directory writable by its group; were it kept so, no entry
+/// would ever be trusted and every load would compile again. When the directory is the host
+/// user's, it is made private (0700), so that the entries it writes from now on are trusted.
+/// A directory of another user's is left alone, and its entries stay untrusted.
+fn make_cache_dir_private(cache_dir: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(metadata) = std::fs::symlink_metadata(cache_dir) else {
+        return;
+    };
+    let owned_by_host = metadata.uid() == nix::unistd::geteuid().as_raw();
+    if metadata.is_dir() && owned_by_host && metadata.mode() & 0o077 != 0 {
+        let private = std::fs::Permissions::from_mode(0o700);
+        if let Err(error) = std::fs::set_permissions(cache_dir, private) {
+            tracing::warn!(
+                cache_dir = %cache_dir.display(),
+                "could not make the compiled plugin cache private: {error}"
+            );
+        }
+    }
 }
 
 fn write_cache_entry(cache_dir: &Path, cache_path: &Path, serialized: &[u8]) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! Credentials the host neither keeps nor shows. A request's credential headers are redacted
 //! once its signature has been checked, before it is stored or handed to a plugin; the
-//! credentials of a destination (header values, a password in its URL) are write-only in the
+//! credentials of a destination (header values, the userinfo of its URL) are write-only in the
 //! admin API. Redacting keeps the header's name and position, so it is still seen to have been
 //! there.
 
@@ -35,6 +35,14 @@ pub fn redact_request_headers(scheme: &SignatureScheme, headers: &mut [(String, 
         if is_credential {
             *value = REDACTED.to_owned();
         }
+    }
+}
+
+/// Redacts every value: for a stored request whose source's scheme is unknown (the source is
+/// gone or cannot be built), since any header may then have held its token.
+pub fn redact_every_header_value(headers: &mut [(String, String)]) {
+    for (_, value) in headers.iter_mut() {
+        *value = REDACTED.to_owned();
     }
 }
 
@@ -76,26 +84,68 @@ pub fn keep_redacted_destination_headers(
     Ok(())
 }
 
-/// The URL without the password of its userinfo (`https://user:pass@host/` shows as
-/// `https://user@host/`); a URL that does not parse is shown as it is (the API refuses such
-/// URLs, so there is no password to hide).
-pub fn url_without_password(url: &str) -> String {
+/// The URL without its userinfo, which reads `[redacted]@` when there was one
+/// (`https://user:pass@host/` and `https://token@host/` both show as
+/// `https://[redacted]@host/`): a token is often sent as the username. A URL that does not
+/// parse is shown as it is (the API refuses such URLs, so there is nothing to hide).
+pub fn url_without_userinfo(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
             let _ = parsed.set_password(None);
-            parsed.to_string()
+            let _ = parsed.set_username("");
+            parsed
+                .to_string()
+                .replacen("://", &format!("://{REDACTED}@"), 1)
         }
         _ => url.to_owned(),
     }
 }
 
-/// The URL an update stores: when it is the stored URL as the API showed it, the stored one,
-/// password included.
-pub fn keep_redacted_url_password(submitted: &str, stored: &str) -> String {
-    if submitted != stored && url_without_password(stored) == submitted {
-        stored.to_owned()
-    } else {
-        submitted.to_owned()
+/// Whether a submitted URL carries the `[redacted]@` placeholder the API shows for stored
+/// userinfo.
+pub fn has_redacted_userinfo(url: &str) -> bool {
+    url.contains(&format!("://{REDACTED}@"))
+}
+
+/// Whether two URLs have the same scheme, host and port, so that a stored credential may go
+/// on being sent to the submitted one. A URL that does not parse is nobody's origin.
+pub fn same_origin(submitted: &str, stored: &str) -> bool {
+    match (url::Url::parse(submitted), url::Url::parse(stored)) {
+        (Ok(submitted), Ok(stored)) => {
+            submitted.scheme() == stored.scheme()
+                && submitted.host_str() == stored.host_str()
+                && submitted.port_or_known_default() == stored.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+/// Whether an update uses a `[redacted]` placeholder (a header value or the URL's userinfo),
+/// that is, asks to keep a stored credential.
+pub fn keeps_a_stored_credential(url: &str, headers: &BTreeMap<String, String>) -> bool {
+    has_redacted_userinfo(url) || headers.values().any(|value| value == REDACTED)
+}
+
+/// The URL an update stores: where it has the `[redacted]@` placeholder the API showed, the
+/// stored userinfo takes its place. The caller has checked that the origin is unchanged.
+pub fn keep_redacted_url_userinfo(submitted: &str, stored: &str) -> String {
+    if !has_redacted_userinfo(submitted) {
+        return submitted.to_owned();
+    }
+    if url_without_userinfo(stored) == submitted {
+        return stored.to_owned();
+    }
+    let without_placeholder = submitted.replacen(&format!("{REDACTED}@"), "", 1);
+    match (
+        url::Url::parse(&without_placeholder),
+        url::Url::parse(stored),
+    ) {
+        (Ok(mut kept), Ok(stored)) => {
+            let _ = kept.set_username(stored.username());
+            let _ = kept.set_password(stored.password());
+            kept.to_string()
+        }
+        _ => submitted.to_owned(),
     }
 }
 
@@ -193,30 +243,73 @@ mod tests {
     }
 
     #[test]
-    fn url_passwords_are_hidden_and_kept_on_a_round_trip() {
+    fn url_userinfo_is_hidden_whole_and_kept_on_a_round_trip() {
         let cases = [
             (
                 "https://user:pass@example.com/hook",
-                "https://user@example.com/hook",
+                "https://[redacted]@example.com/hook",
+            ),
+            (
+                "https://sk_live_token@example.com/hook",
+                "https://[redacted]@example.com/hook",
+            ),
+            (
+                "https://:pass@example.com/",
+                "https://[redacted]@example.com/",
             ),
             ("https://example.com/hook", "https://example.com/hook"),
-            ("https://:pass@example.com/", "https://example.com/"),
             ("not a url", "not a url"),
         ];
         for (stored, shown) in cases {
-            assert_eq!(url_without_password(stored), shown, "{stored}");
+            assert_eq!(url_without_userinfo(stored), shown, "{stored}");
             assert_eq!(
-                keep_redacted_url_password(shown, stored),
+                keep_redacted_url_userinfo(shown, stored),
                 stored,
                 "{stored}"
             );
         }
         assert_eq!(
-            keep_redacted_url_password(
+            keep_redacted_url_userinfo(
+                "https://[redacted]@example.com/other",
+                "https://user:pass@example.com/hook"
+            ),
+            "https://user:pass@example.com/other"
+        );
+        assert_eq!(
+            keep_redacted_url_userinfo(
                 "https://other@example.com/",
                 "https://user:pass@example.com/"
             ),
             "https://other@example.com/"
         );
+    }
+
+    #[test]
+    fn a_stored_credential_goes_only_to_the_same_scheme_host_and_port() {
+        let stored = "https://user:pass@example.com/hook";
+        let cases = [
+            ("https://[redacted]@example.com/other", true),
+            ("https://example.com:443/hook", true),
+            ("http://[redacted]@example.com/hook", false),
+            ("https://[redacted]@example.org/hook", false),
+            ("https://[redacted]@example.com:8443/hook", false),
+            ("not a url", false),
+        ];
+        for (submitted, same) in cases {
+            assert_eq!(same_origin(submitted, stored), same, "{submitted}");
+        }
+        let headers = |value: &str| BTreeMap::from([("X-Key".to_owned(), value.to_owned())]);
+        assert!(keeps_a_stored_credential(
+            "https://example.com/",
+            &headers(REDACTED)
+        ));
+        assert!(keeps_a_stored_credential(
+            "https://[redacted]@example.com/",
+            &headers("new")
+        ));
+        assert!(!keeps_a_stored_credential(
+            "https://example.com/",
+            &headers("new")
+        ));
     }
 }

@@ -144,6 +144,11 @@ async fn replay_through(
     source: &SourceRuntime,
     raw: RawRequest,
 ) -> anyhow::Result<QuarantineReplay> {
+    let active = source.active.load_full();
+    // A row stored before requests were redacted still holds the source's token; the plugin
+    // gets `[redacted]` in its place, as it would for a request arriving now.
+    let mut raw = raw;
+    crate::redaction::redact_request_headers(&active.settings.signature, &mut raw.headers);
     let plugin_request = PluginRequest {
         request_id: raw.id.to_string(),
         method: raw.method.clone(),
@@ -155,7 +160,6 @@ async fn replay_through(
         source_name: raw.source_name.clone(),
         config: source.config.clone(),
     };
-    let active = source.active.load_full();
     let report = match active
         .plugin
         .handle(plugin_request, source.secrets.clone())
@@ -167,7 +171,6 @@ async fn replay_through(
     Ok(match report.outcome {
         PluginOutcome::Events(events) if !events.is_empty() => {
             let request_id = raw.id;
-            let mut raw = raw;
             raw.plugin = active.plugin.label().to_owned();
             // No body key: a replayed request was authenticated and stored when it arrived, so
             // it is no resend; its event ids still dedupe.

@@ -49,6 +49,7 @@ pub async fn run_pass(
         totals.replayable_requests += batch.replayable_requests;
         totals.attempts += batch.attempts;
         totals.dedupe_keys += batch.dedupe_keys;
+        totals.replayable_skipped |= batch.replayable_skipped;
         if batch.total() == 0 {
             break;
         }
@@ -61,7 +62,13 @@ pub async fn run_pass(
 pub fn start(pool: PgPool, settings: RetentionSettings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match run_pass(&pool, &settings, 10_000).await {
+            let pass = run_pass(&pool, &settings, 10_000).await;
+            if let Ok(totals) = &pass
+                && totals.replayable_skipped
+            {
+                tracing::debug!("a replay holds its guard: replayable requests are kept this pass");
+            }
+            match pass {
                 Ok(totals) if totals.total() > 0 => tracing::info!(
                     raw_requests = totals.raw_requests,
                     replayable_requests = totals.replayable_requests,

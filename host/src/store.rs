@@ -1013,10 +1013,16 @@ pub async fn count_quarantined(pool: &PgPool, request_id: Option<Uuid>) -> anyho
     .context("counting quarantined requests")
 }
 
-/// The advisory lock that every replay holds shared while it runs and that retention takes
-/// exclusively (without waiting) around its deletes of requests, so that retention never
-/// deletes a row a replay is reading or making due again.
+/// The advisory lock that a job replay holds shared in its transaction and that retention
+/// takes exclusively (without waiting) around its deletes of requests, so that retention never
+/// deletes a row a job replay is making due again (delivered and dead jobs alike).
 pub const REPLAY_GUARD_LOCK: i64 = 0x7768_5f72_6570_6c61;
+
+/// The advisory lock that a replay of quarantined requests holds shared for its whole run and
+/// that retention takes exclusively (without waiting) around its delete of replayable
+/// requests only: such a replay reads quarantined rows, never delivered ones, so requests
+/// whose deliveries all succeeded are still deleted while it runs.
+pub const QUARANTINE_REPLAY_GUARD_LOCK: i64 = 0x7768_5f71_7265_706c;
 
 /// Held by a replay of quarantined requests for its whole run, on a connection of its own
 /// (outside the pool), so that the lock goes with the connection even if the replay is
@@ -1034,7 +1040,7 @@ impl ReplayGuard {
             .await
             .context("connecting for the replay guard")?;
         sqlx::query("SELECT pg_advisory_lock_shared($1)")
-            .bind(REPLAY_GUARD_LOCK)
+            .bind(QUARANTINE_REPLAY_GUARD_LOCK)
             .execute(&mut connection)
             .await
             .context("taking the replay guard")?;
@@ -1057,6 +1063,8 @@ pub struct RetentionBatch {
     pub replayable_requests: u64,
     pub attempts: u64,
     pub dedupe_keys: u64,
+    /// Whether a replay held its guard, so that replayable requests were left for later.
+    pub replayable_skipped: bool,
 }
 
 impl RetentionBatch {
@@ -1077,7 +1085,7 @@ pub async fn delete_expired_batch(
     dedupe_keys_before: DateTime<Utc>,
     batch: i64,
 ) -> anyhow::Result<RetentionBatch> {
-    let (raw_requests, replayable_requests) =
+    let (raw_requests, replayable_requests, replayable_skipped) =
         delete_expired_requests(pool, events_before, replayable_before, batch).await?;
     let attempts = sqlx::query(
         "DELETE FROM delivery_attempts WHERE id IN (
@@ -1106,27 +1114,26 @@ pub async fn delete_expired_batch(
         replayable_requests,
         attempts,
         dedupe_keys,
+        replayable_skipped,
     })
 }
 
-/// Requests whose deliveries are all finished, each kind after its own cut-off. Nothing is
-/// deleted while a replay holds the guard; once retention holds it, the deletes read the
-/// jobs as the replays committed them, and a replay that starts waits for this short commit.
+/// Requests whose deliveries are all finished, each kind after its own cut-off, and whether the
+/// replayable ones were skipped. Nothing is deleted while a job replay holds its guard, and no
+/// replayable request while a quarantine replay holds its own; once retention holds a guard,
+/// the deletes read the rows as the replays committed them, and a replay that starts waits for
+/// this short commit.
 async fn delete_expired_requests(
     pool: &PgPool,
     events_before: DateTime<Utc>,
     replayable_before: DateTime<Utc>,
     batch: i64,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<(u64, u64, bool)> {
     let mut transaction = pool.begin().await.context("starting a retention batch")?;
-    let guarded: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(REPLAY_GUARD_LOCK)
-        .fetch_one(&mut *transaction)
-        .await
-        .context("taking the replay guard")?;
-    if !guarded {
-        return Ok((0, 0));
+    if !try_guard(&mut transaction, REPLAY_GUARD_LOCK).await? {
+        return Ok((0, 0, true));
     }
+    let replayable_guarded = try_guard(&mut transaction, QUARANTINE_REPLAY_GUARD_LOCK).await?;
     let delivered = sqlx::query(
         "DELETE FROM raw_requests WHERE id IN (
              SELECT r.id FROM raw_requests r
@@ -1145,6 +1152,34 @@ async fn delete_expired_requests(
     .await
     .context("deleting old requests and events")?
     .rows_affected();
+    let replayable = if replayable_guarded {
+        delete_expired_replayable(&mut transaction, replayable_before, batch).await?
+    } else {
+        0
+    };
+    transaction
+        .commit()
+        .await
+        .context("committing a retention batch")?;
+    Ok((delivered, replayable, !replayable_guarded))
+}
+
+/// Takes a replay guard exclusively for the transaction, without waiting; `false` when a
+/// replay holds it.
+async fn try_guard(transaction: &mut sqlx::PgConnection, lock: i64) -> anyhow::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(lock)
+        .fetch_one(transaction)
+        .await
+        .context("taking the replay guard")
+}
+
+/// Quarantined requests and requests with a dead or failed delivery (and none pending).
+async fn delete_expired_replayable(
+    transaction: &mut sqlx::PgConnection,
+    replayable_before: DateTime<Utc>,
+    batch: i64,
+) -> anyhow::Result<u64> {
     let replayable = sqlx::query(
         "DELETE FROM raw_requests WHERE id IN (
              SELECT r.id FROM raw_requests r
@@ -1161,15 +1196,11 @@ async fn delete_expired_requests(
     )
     .bind(replayable_before)
     .bind(batch)
-    .execute(&mut *transaction)
+    .execute(transaction)
     .await
     .context("deleting old quarantined requests and dead deliveries")?
     .rows_affected();
-    transaction
-        .commit()
-        .await
-        .context("committing a retention batch")?;
-    Ok((delivered, replayable))
+    Ok(replayable)
 }
 
 /// Marks a quarantined request as handled (its events turned out to be duplicates on replay).
