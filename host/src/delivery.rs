@@ -103,7 +103,8 @@ pub fn is_private_address(address: IpAddr) -> bool {
 /// IPv6 ranges that are not the public internet and are not judged by an IPv4 address inside
 /// them: IPv4-compatible (`::/96`, deprecated; it holds `::` and `::1`), IPv4-translated
 /// (`::ffff:0:0:0/96`, SIIT), local-use NAT64 (`64:ff9b:1::/48`, translated by the operator's own
-/// gateway to anything), site-local (`fec0::/10`, deprecated), discard-only (`100::/64`) and
+/// gateway to anything), site-local (`fec0::/10`, deprecated), discard-only (`100::/64`),
+/// Teredo (`2001::/32`, a tunnel whose relay reaches an IPv4 address hidden in the address) and
 /// documentation (`2001:db8::/32`). IPv4-mapped `::ffff:0:0/96` is judged by its IPv4 address.
 fn is_special_purpose_ipv6(segments: &[u16; 8]) -> bool {
     segments[..6] == [0, 0, 0, 0, 0, 0]
@@ -111,6 +112,7 @@ fn is_special_purpose_ipv6(segments: &[u16; 8]) -> bool {
         || segments[..3] == [0x64, 0xff9b, 1]
         || (segments[0] & 0xffc0) == 0xfec0
         || segments[..4] == [0x100, 0, 0, 0]
+        || segments[..2] == [0x2001, 0]
         || segments[..2] == [0x2001, 0xdb8]
 }
 
@@ -421,6 +423,8 @@ mod tests {
             ("100::1", true),
             ("100:0:0:1::1", false),
             ("2001:db8::1", true),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", true),
+            ("2001:1::1", false),
             ("2001:4860:4860::8888", false),
         ];
         for (address, private) in table {
