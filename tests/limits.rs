@@ -368,10 +368,31 @@ async fn an_address_that_guesses_the_admin_token_is_throttled() {
     assert_eq!(
         blocked.status(),
         StatusCode::TOO_MANY_REQUESTS,
-        "even the right token is refused while the address is throttled"
+        "right after the tenth guess even the right token waits"
     );
     assert!(blocked.headers().contains_key("retry-after"));
     assert_eq!(error_code(blocked).await, "too_many_failed_logins");
+    // A throttled address may still try once a second: the operator, who shares 127.0.0.1 with
+    // every local process, gets in within seconds however often someone else guesses.
+    let mut operator_status = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..50 {
+        operator_status = guesser
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if operator_status != StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        operator_status,
+        StatusCode::OK,
+        "the right token got in while the address was throttled"
+    );
     let other = client_from("127.0.0.2");
     let response = other.get(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "other addresses log in");
@@ -413,6 +434,44 @@ async fn scraping_metrics_does_not_query_the_database() {
     assert!(
         after - before < f64::from(scrapes) / 2.0,
         "{} refreshes during {scrapes} scrapes",
+        after - before
+    );
+}
+
+#[tokio::test]
+async fn readiness_probes_share_one_database_check_a_second() {
+    let app = TestApp::spawn(SOURCES).await;
+    let probe = || async {
+        let answer = app
+            .client
+            .get(format!("{}/readyz", app.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    };
+    let checks = || async {
+        let exposition = app
+            .client
+            .get(format!("{}/metrics", app.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        plain_sample(&exposition, "wasmhook_readiness_database_checks_total")
+            .unwrap_or_else(|| panic!("no readiness check count in:\n{exposition}"))
+    };
+    probe().await;
+    let before = checks().await;
+    let probes = 100;
+    futures::future::join_all((0..probes).map(|_| probe())).await;
+    let after = checks().await;
+    // A check per probe would add a hundred; sharing one answer a second adds one or two.
+    assert!(
+        after - before < f64::from(probes) / 10.0,
+        "{} database checks for {probes} probes",
         after - before
     );
 }

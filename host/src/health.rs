@@ -4,7 +4,8 @@
 //! `/metrics` is unauthenticated and on the public port, so it never touches the database: the
 //! queue gauges are read by a background task every few seconds and a scrape renders what it
 //! last read. Otherwise every hit would cost two queries and a pool connection that ingest
-//! needs.
+//! needs. `/readyz` does ask the database, but at most once a second: concurrent and repeated
+//! probes share the last answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,43 @@ pub struct HealthState {
     pub pool: PgPool,
     /// The sources this process serves, and the ones it cannot.
     pub ingest: Arc<crate::ingest::IngestState>,
+    /// When the database was last asked whether it answers, and what it said. Held across the
+    /// check, so that probes arriving meanwhile wait for its answer instead of asking again.
+    pub last_database_check: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+impl HealthState {
+    pub fn new(pool: PgPool, ingest: Arc<crate::ingest::IngestState>) -> HealthState {
+        HealthState {
+            pool,
+            ingest,
+            last_database_check: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether the database answers, asked at most once per `DATABASE_CHECK_REUSE`.
+    async fn database_is_reachable(&self) -> bool {
+        let mut last = self.last_database_check.lock().await;
+        let now = std::time::Instant::now();
+        if let Some((checked_at, reachable)) = *last
+            && now.saturating_duration_since(checked_at) < DATABASE_CHECK_REUSE
+        {
+            return reachable;
+        }
+        crate::metrics::readiness_database_check();
+        let reachable = tokio::time::timeout(
+            Duration::from_secs(2),
+            crate::store::is_reachable(&self.pool),
+        )
+        .await
+        .unwrap_or(false);
+        *last = Some((std::time::Instant::now(), reachable));
+        reachable
+    }
+}
+
+/// How long one answer of the database serves `/readyz` probes.
+const DATABASE_CHECK_REUSE: Duration = Duration::from_secs(1);
 
 pub fn router(state: Arc<HealthState>) -> axum::Router {
     // Installing the recorder here makes sure metrics recorded before the first scrape count.
@@ -36,12 +73,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        crate::store::is_reachable(&state.pool),
-    )
-    .await
-    .unwrap_or(false);
+    let database = state.database_is_reachable().await;
     // A stored source that cannot be served (its plugin is missing or refuses its config)
     // is listed but does not take the process out of service: the other sources still work,
     // and every source the config declares was served at start.

@@ -79,6 +79,10 @@ fn describe() {
         "wasmhook_queue_gauge_refreshes_total",
         "Reads of the queue gauges from the database, every few seconds in the background (a scrape never reads them)."
     );
+    describe_counter!(
+        "wasmhook_readiness_database_checks_total",
+        "Times /readyz asked the database whether it answers (at most once a second, whatever the probe rate)."
+    );
     describe_gauge!(
         "wasmhook_oldest_due_job_age_seconds",
         "Age of the oldest job that is due and not yet delivered."
@@ -190,6 +194,10 @@ pub fn queue_state(jobs_by_state: &[(String, i64)], oldest_due_age: Option<Durat
 /// The queue gauges were read from the database.
 pub fn queue_gauges_refreshed() {
     counter!("wasmhook_queue_gauge_refreshes_total").increment(1);
+}
+
+pub fn readiness_database_check() {
+    counter!("wasmhook_readiness_database_checks_total").increment(1);
 }
 
 pub fn database_pool(size: u32, idle: usize) {

@@ -37,9 +37,10 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.rate_per_second,
-            ))
+            // A tiny configured rate makes this wait longer than a `Duration` holds; it must
+            // not panic, since the caller holds the bucket's lock.
+            let wait = (1.0 - self.tokens) / self.rate_per_second;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 
@@ -170,10 +171,18 @@ struct LoginFailures {
     count: u32,
     last_failure: Instant,
     blocked_until: Option<Instant>,
+    /// While blocked, the earliest time the address may try once more.
+    next_attempt_at: Instant,
 }
 
+/// How often a blocked address may still try: a guesser gets one try a second, and an operator
+/// who shares the address (every local process is 127.0.0.1 to a loopback listener) gets in
+/// within a second instead of being locked out by whoever keeps guessing.
+pub const ATTEMPT_INTERVAL_WHILE_BLOCKED: Duration = Duration::from_secs(1);
+
 /// Throttles guessing: a client address that fails `max_failures` logins, each within `block`
-/// of the one before, is refused for `block`, whatever it presents.
+/// of the one before, is blocked for `block`: meanwhile it may try only once every
+/// `ATTEMPT_INTERVAL_WHILE_BLOCKED`, and every other request is refused whatever it presents.
 #[derive(Debug)]
 pub struct LoginThrottle {
     max_failures: u32,
@@ -193,11 +202,17 @@ impl LoginThrottle {
     /// Whether `address` may try to log in now, or how long it must wait.
     pub fn check(&mut self, address: IpAddr, now: Instant) -> Result<(), Duration> {
         let key = address_key(address);
-        let Some(failures) = self.table.entries.get(&key) else {
+        let Some(failures) = self.table.entries.get_mut(&key) else {
             return Ok(());
         };
         match failures.blocked_until {
-            Some(until) if until > now => Err(until - now),
+            Some(until) if until > now => {
+                if failures.next_attempt_at > now {
+                    return Err(failures.next_attempt_at - now);
+                }
+                failures.next_attempt_at = now + ATTEMPT_INTERVAL_WHILE_BLOCKED;
+                Ok(())
+            }
             Some(_) => {
                 self.table.entries.remove(&key);
                 Ok(())
@@ -216,6 +231,7 @@ impl LoginThrottle {
                 count: 0,
                 last_failure: now,
                 blocked_until: None,
+                next_attempt_at: now,
             },
             |failures| failures.expired(now, block),
         );
@@ -226,6 +242,7 @@ impl LoginThrottle {
         failures.last_failure = now;
         if failures.count >= max_failures {
             failures.blocked_until = Some(now + block);
+            failures.next_attempt_at = now + ATTEMPT_INTERVAL_WHILE_BLOCKED;
         }
     }
 
@@ -331,6 +348,16 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_too_small_to_wait_for_answers_the_longest_wait_instead_of_panicking() {
+        let now = Instant::now();
+        for rate in [1e-300, f64::MIN_POSITIVE] {
+            let mut bucket = TokenBucket::new(rate, 1, now);
+            assert_eq!(bucket.try_take(now), Ok(()), "{rate}");
+            assert_eq!(bucket.try_take(now), Err(Duration::MAX), "{rate}");
+        }
+    }
+
+    #[test]
     fn failed_logins_block_an_address_for_a_while() {
         let start = Instant::now();
         let mut throttle = LoginThrottle::new(3, Duration::from_secs(60), 100);
@@ -353,8 +380,14 @@ mod tests {
             (guesser, 2, Fail),
             (guesser, 2, Check(false)),
             (other, 2, Check(true)),
-            (guesser, 61, Check(false)),
-            (guesser, 62, Check(true)),
+            // Blocked, it may still try once a second, so whoever shares its address and knows
+            // the token is not locked out.
+            (guesser, 3, Check(true)),
+            (guesser, 3, Check(false)),
+            (guesser, 3, Fail),
+            (guesser, 3, Check(false)),
+            (guesser, 4, Check(true)),
+            (guesser, 63, Check(true)),
             // Failures far apart are not counted together.
             (other, 0, Fail),
             (other, 100, Fail),
@@ -386,9 +419,10 @@ mod tests {
         let mut throttle = LoginThrottle::new(1, Duration::from_secs(300), 10);
         let guesser: IpAddr = "198.51.100.1".parse().unwrap();
         throttle.failed(guesser, start);
+        // Until its next try, not until the block ends.
         assert_eq!(
-            throttle.check(guesser, start + Duration::from_secs(100)),
-            Err(Duration::from_secs(200))
+            throttle.check(guesser, start + Duration::from_millis(400)),
+            Err(Duration::from_millis(600))
         );
     }
 

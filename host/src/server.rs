@@ -205,10 +205,10 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         crate::hot_reload::WatchedFiles::new(&config.plugins.dir),
     );
     // The router installs the metrics recorder, so the first refresh comes after it.
-    let health = crate::health::router(Arc::new(crate::health::HealthState {
-        pool: database.pool.clone(),
-        ingest: state.clone(),
-    }));
+    let health = crate::health::router(Arc::new(crate::health::HealthState::new(
+        database.pool.clone(),
+        state.clone(),
+    )));
     crate::health::refresh_queue_gauges(&database.pool).await;
     let gauge_refresher = crate::health::start_gauge_refresher(database.pool.clone());
     let admin = match config.admin.resolve_token()? {
