@@ -21,6 +21,7 @@ use support::receiver::{Receiver, Reply};
 
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret";
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const SHOPIFY_SECRET: &str = "shopify-test-secret";
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 const SOURCES: &str = r#"
@@ -38,6 +39,17 @@ secrets = ["whsec_stripe_test_secret"]
 name = "github"
 plugin = "github"
 secrets = ["It's a Secret to Everybody"]
+
+[[sources]]
+name = "shopify"
+plugin = "shopify"
+secrets = ["shopify-test-secret"]
+
+[[sources]]
+name = "shopify-repeats"
+plugin = "shopify"
+secrets = ["shopify-test-secret"]
+dedupe_on_body = false
 
 [[sources]]
 name = "standard"
@@ -521,4 +533,118 @@ async fn body_keys_name_the_first_event_and_expire_with_the_window() {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_ne!(answer["event_id"].as_str(), Some(first.as_str()));
     assert_eq!(app.counts().await.events, 2);
+}
+
+/// A Shopify delivery signed as Shopify signs it: an HMAC of the body alone, in base64, so the
+/// topic and the webhook id are unsigned.
+fn shopify_headers(body: &[u8], topic: &str, webhook_id: &str) -> Vec<(String, String)> {
+    let scheme = SignatureScheme::BodyHmac {
+        header: "x-shopify-hmac-sha256".into(),
+        prefix: String::new(),
+        encoding: MacEncoding::Base64,
+    };
+    let mut headers = signature::sign(&scheme, &Secret::new(SHOPIFY_SECRET), body, "", 0).unwrap();
+    headers.push(("x-shopify-topic".into(), topic.into()));
+    headers.push(("x-shopify-webhook-id".into(), webhook_id.into()));
+    headers.push(("content-type".into(), "application/json".into()));
+    headers
+}
+
+/// Review item 1: Shopify sends one order's JSON, byte for byte, for `orders/create`,
+/// `orders/paid` and `orders/updated`. The body key covers the event type the plugin made of
+/// the delivery, so each topic is stored, while the same topic under a new webhook id is still
+/// a duplicate; a source with `dedupe_on_body = false` stores every repeat.
+#[tokio::test]
+async fn one_body_under_two_shopify_topics_is_two_events() {
+    let app = TestApp::spawn(SOURCES).await;
+    let body = br#"{"id":820982911946154508,"email":"jon@example.com","total_price":"10.00"}"#;
+    let app_ref = &app;
+    let post = |source: &'static str, topic: &'static str, webhook_id: &'static str| {
+        let headers = shopify_headers(body, topic, webhook_id);
+        async move { json(app_ref.post(source, &headers, body.to_vec()).await).await }
+    };
+    let (status, created) = post("shopify", "orders/create", "webhook-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "orders/create: {created}");
+    let (status, paid) = post("shopify", "orders/paid", "webhook-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "orders/paid: {paid}");
+    assert_ne!(created["event_id"], paid["event_id"]);
+    let (status, resent) = post("shopify", "orders/paid", "webhook-3").await;
+    assert_eq!(
+        (status, resent["status"].as_str(), &resent["event_id"]),
+        (StatusCode::OK, Some("duplicate"), &paid["event_id"]),
+        "the same topic and body under a new webhook id: {resent}"
+    );
+    for webhook_id in ["heartbeat-1", "heartbeat-2"] {
+        let (status, answer) = post("shopify-repeats", "orders/paid", webhook_id).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{webhook_id}: {answer}");
+    }
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT source_name || ' ' || event_type FROM events ORDER BY source_name, event_type",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            "shopify shopify.orders.create",
+            "shopify shopify.orders.paid",
+            "shopify-repeats shopify.orders.paid",
+            "shopify-repeats shopify.orders.paid",
+        ]
+    );
+}
+
+/// Review item 11: resends of one body-only-signed body that were each quarantined while the
+/// plugin failed become one event when replayed through the fixed plugin; the later resend is a
+/// duplicate, and its quarantine row is handled.
+#[tokio::test]
+async fn resends_quarantined_while_the_plugin_failed_replay_as_one_event() {
+    // An output cap too small for any event quarantines every request.
+    let tight = "limits = { max_output_bytes = 16 }";
+    let app = TestApp::spawn(&format!(
+        "[[sources]]\nname = \"github\"\nplugin = \"github\"\nsecrets = [\"{GITHUB_SECRET}\"]\n{tight}\n"
+    ))
+    .await;
+    let body =
+        std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap();
+    for delivery in ["delivery-1", "delivery-2"] {
+        let (status, answer) = json(
+            app.post("github", &github_headers(&body, delivery), body.clone())
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("quarantined")),
+            "{delivery}: {answer}"
+        );
+    }
+    let fixed = wasmhook::config::Config::from_toml(&app.config_text().replace(tight, "")).unwrap();
+    wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
+        .await
+        .unwrap();
+    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, None)
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = results
+        .iter()
+        .map(|(_, outcome)| match outcome {
+            wasmhook::replay::QuarantineReplay::Stored(IngestOutcome::Accepted { .. }) => {
+                "accepted"
+            }
+            wasmhook::replay::QuarantineReplay::Stored(IngestOutcome::Duplicate { .. }) => {
+                "duplicate"
+            }
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(outcomes, ["accepted", "duplicate"], "{results:?}");
+    assert_eq!(app.counts().await.events, 1);
+    let still_quarantined: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM raw_requests WHERE status = 'quarantined'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(still_quarantined, 0);
 }

@@ -300,6 +300,7 @@ pub struct SourceView {
     pub signature_tolerance_seconds: Option<i64>,
     pub rate_limit: Option<crate::config::RateLimitConfig>,
     pub limits: crate::config::LimitOverrides,
+    pub dedupe_on_body: bool,
     pub secrets: Vec<store::SecretView>,
     pub updated_at: DateTime<Utc>,
 }
@@ -325,6 +326,7 @@ impl SourceView {
                     },
                 ),
             limits,
+            dedupe_on_body: record.dedupe_on_body,
             secrets: source.secrets.into_iter().map(|(view, _)| view).collect(),
             updated_at: source.updated_at,
         })

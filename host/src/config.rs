@@ -188,6 +188,14 @@ pub struct SourceConfig {
     pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Whether a body-only signature's resend (the same body and event type under a new
+    /// delivery id) is a duplicate within the dedupe window; see `dedupe.rs`.
+    #[serde(default = "default_dedupe_on_body")]
+    pub dedupe_on_body: bool,
+}
+
+fn default_dedupe_on_body() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -479,6 +487,7 @@ impl SourceConfig {
             rate_limit_requests_per_second: self.rate_limit.map(|limit| limit.requests_per_second),
             rate_limit_burst: self.rate_limit.map(|limit| limit.burst as i32),
             limit_overrides: serde_json::to_value(&self.limits).expect("limit overrides serialize"),
+            dedupe_on_body: self.dedupe_on_body,
         }
     }
 }
