@@ -249,6 +249,61 @@ async fn a_nul_in_a_quarantine_error_fails_nothing_in_its_batch() {
     assert_eq!(error, "plugin stderr: before\u{FFFD}after");
 }
 
+/// Review item 2: when a batch is refused and, trying its writes one by one, the database turns
+/// out to be failing as a whole, the writes after that one fail at once instead of each paying
+/// its own attempt. A trigger refuses one request (a row refusal, 23514) and answers the next
+/// as a server shutting down would (57P01); a sequence, which no rollback undoes, counts the
+/// rows PostgreSQL was asked to insert.
+#[tokio::test]
+async fn an_outage_while_a_refused_batch_is_split_fails_the_rest_at_once() {
+    let database = TestDatabase::create().await;
+    let pool = database.pool();
+    sqlx::raw_sql(
+        "CREATE SEQUENCE insert_attempts;
+         CREATE FUNCTION refuse_or_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM nextval('insert_attempts');
+             IF NEW.path = '/refused' THEN
+                 RAISE EXCEPTION 'refused' USING ERRCODE = '23514';
+             ELSIF NEW.path = '/outage' THEN
+                 RAISE EXCEPTION 'the server is shutting down' USING ERRCODE = '57P01';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_or_fail BEFORE INSERT ON raw_requests
+             FOR EACH ROW EXECUTE FUNCTION refuse_or_fail();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let writes: Vec<IngestWrite> = (0..5)
+        .map(|number| {
+            let mut write = good_write(number);
+            if let IngestWrite::Events { raw, .. } = &mut write {
+                raw.path = ["/refused", "/outage"]
+                    .get(number)
+                    .unwrap_or(&"/good")
+                    .to_string();
+            }
+            write
+        })
+        .collect();
+    let outcomes =
+        wasmhook::ingest_queue::write_or_split(&pool, &writes, Duration::from_secs(3600)).await;
+    assert!(
+        outcomes.iter().all(Result::is_err),
+        "nothing is stored once the database fails: {outcomes:?}"
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM insert_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts, 3,
+        "the batch, then the refused write alone, then the write that met the outage"
+    );
+}
+
 fn delivering_sources(receiver: &Receiver) -> String {
     format!(
         r#"
