@@ -446,6 +446,74 @@ async fn a_finish_batch_with_one_refused_row_still_finishes_the_others() {
     );
 }
 
+/// Review item 8: in a finish batch whose middle row the database refuses whatever it holds,
+/// the rows after it still finish; and the finisher's retry of the whole batch (it got an
+/// error) records no attempt a second time.
+#[tokio::test]
+async fn a_retried_finish_after_a_partial_success_records_each_attempt_once() {
+    let receiver = Receiver::start(Vec::new(), Reply::Status(200)).await;
+    let app = TestApp::spawn_with_roles(
+        &delivering_sources(&receiver),
+        wasmhook::server::Roles {
+            ingest: true,
+            worker: false,
+        },
+    )
+    .await;
+    for number in 0..3 {
+        post_event(&app, number).await;
+    }
+    let mut jobs = wasmhook::queue::claim(&app.pool, "sink", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    jobs.sort_by_key(|job| job.job_id);
+    assert_eq!(jobs.len(), 3);
+    sqlx::query(&format!(
+        "ALTER TABLE delivery_attempts ADD CONSTRAINT test_refuse_job
+             CHECK (job_id <> '{}') NOT VALID",
+        jobs[1].job_id
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let finished: Vec<FinishedAttempt> = jobs
+        .iter()
+        .map(|job| FinishedAttempt {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            started_at: chrono::Utc::now(),
+            duration: Duration::from_millis(3),
+            status_code: Some(200),
+            response_body: Some("ok".to_owned()),
+            error: None,
+            outcome: "delivered",
+            next_state: JobState::Delivered,
+            next_attempt_at: None,
+        })
+        .collect();
+    for retry in 0..2 {
+        assert!(
+            wasmhook::queue::finish(&app.pool, &finished).await.is_err(),
+            "try {retry}: the refused row is reported"
+        );
+    }
+    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "SELECT j.id, j.state, count(a.id) FROM delivery_jobs j
+         LEFT JOIN delivery_attempts a ON a.job_id = j.id GROUP BY j.id ORDER BY j.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (jobs[0].job_id, "delivered".to_owned(), 1),
+            (jobs[1].job_id, "running".to_owned(), 0),
+            (jobs[2].job_id, "delivered".to_owned(), 1),
+        ]
+    );
+}
+
 fn github_headers(body: &[u8], delivery: &str) -> Vec<(String, String)> {
     let scheme = SignatureScheme::BodyHmac {
         header: "x-hub-signature-256".into(),
