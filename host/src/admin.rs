@@ -346,8 +346,8 @@ async fn find_source(state: &AdminState, name: &str) -> Result<SourceView, ApiEr
 /// A secret given over the API: always the value itself. `env:` and `file:` references are for
 /// the config file; over the API they would let a caller read the server's environment or files.
 fn literal_secret(field: &str, text: &str) -> Result<String, ApiError> {
-    if text.is_empty() {
-        return Err(ApiError::invalid_field(field, "is empty"));
+    if let Some(problem) = crate::config::secret_value_problem(text) {
+        return Err(ApiError::invalid_field(field, problem));
     }
     if text.starts_with("env:") || text.starts_with("file:") {
         return Err(ApiError::invalid_field(
