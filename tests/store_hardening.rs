@@ -771,3 +771,39 @@ async fn resends_quarantined_while_the_plugin_failed_replay_as_one_event() {
             .unwrap();
     assert_eq!(still_quarantined, 0);
 }
+
+/// Review item 7: an event id over the bound comes from what the request carried (Stripe's
+/// from the body), so it says nothing about the plugin's health: six such requests are each
+/// quarantined, yet the source's plugin breaker stays closed and the next good request is
+/// handled by the plugin.
+#[tokio::test]
+async fn over_long_event_ids_do_not_open_the_plugin_breaker() {
+    let app = TestApp::spawn(SOURCES).await;
+    for attempt in 0..6 {
+        let (headers, body) = stripe_request(&"e".repeat(300));
+        let (status, answer) = json(app.post("stripe", &headers, body).await).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("quarantined")),
+            "try {attempt}: {answer}"
+        );
+    }
+    let (headers, body) = stripe_request("evt_good");
+    let (status, answer) = json(app.post("stripe", &headers, body).await).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("accepted")),
+        "{answer}"
+    );
+    let errors: Vec<String> = sqlx::query_scalar(
+        "SELECT error FROM raw_requests WHERE status = 'quarantined' ORDER BY received_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(errors.len(), 6);
+    assert!(
+        errors.iter().all(|error| error.contains("300 bytes long")),
+        "each was run by the plugin: {errors:?}"
+    );
+}

@@ -257,7 +257,9 @@ async fn handle_webhook(
                 .lock()
                 .expect("plugin breaker lock poisoned");
             match &result {
+                // An answer refused for what the request carried is still a sign of life.
                 Ok(_) => breaker.succeeded(),
+                Err(error) if !error.counts_against_the_plugin() => breaker.succeeded(),
                 Err(_) => breaker.failed(Instant::now()),
             }
         };
