@@ -21,6 +21,7 @@ use support::receiver::{Receiver, Reply};
 
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret";
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+const SHOPIFY_SECRET: &str = "shopify-test-secret";
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 const SOURCES: &str = r#"
@@ -38,6 +39,17 @@ secrets = ["whsec_stripe_test_secret"]
 name = "github"
 plugin = "github"
 secrets = ["It's a Secret to Everybody"]
+
+[[sources]]
+name = "shopify"
+plugin = "shopify"
+secrets = ["shopify-test-secret"]
+
+[[sources]]
+name = "shopify-repeats"
+plugin = "shopify"
+secrets = ["shopify-test-secret"]
+dedupe_on_body = false
 
 [[sources]]
 name = "standard"
@@ -237,6 +249,61 @@ async fn a_nul_in_a_quarantine_error_fails_nothing_in_its_batch() {
     assert_eq!(error, "plugin stderr: before\u{FFFD}after");
 }
 
+/// Review item 2: when a batch is refused and, trying its writes one by one, the database turns
+/// out to be failing as a whole, the writes after that one fail at once instead of each paying
+/// its own attempt. A trigger refuses one request (a row refusal, 23514) and answers the next
+/// as a server shutting down would (57P01); a sequence, which no rollback undoes, counts the
+/// rows PostgreSQL was asked to insert.
+#[tokio::test]
+async fn an_outage_while_a_refused_batch_is_split_fails_the_rest_at_once() {
+    let database = TestDatabase::create().await;
+    let pool = database.pool();
+    sqlx::raw_sql(
+        "CREATE SEQUENCE insert_attempts;
+         CREATE FUNCTION refuse_or_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM nextval('insert_attempts');
+             IF NEW.path = '/refused' THEN
+                 RAISE EXCEPTION 'refused' USING ERRCODE = '23514';
+             ELSIF NEW.path = '/outage' THEN
+                 RAISE EXCEPTION 'the server is shutting down' USING ERRCODE = '57P01';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_or_fail BEFORE INSERT ON raw_requests
+             FOR EACH ROW EXECUTE FUNCTION refuse_or_fail();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let writes: Vec<IngestWrite> = (0..5)
+        .map(|number| {
+            let mut write = good_write(number);
+            if let IngestWrite::Events { raw, .. } = &mut write {
+                raw.path = ["/refused", "/outage"]
+                    .get(number)
+                    .unwrap_or(&"/good")
+                    .to_string();
+            }
+            write
+        })
+        .collect();
+    let outcomes =
+        wasmhook::ingest_queue::write_or_split(&pool, &writes, Duration::from_secs(3600)).await;
+    assert!(
+        outcomes.iter().all(Result::is_err),
+        "nothing is stored once the database fails: {outcomes:?}"
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM insert_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts, 3,
+        "the batch, then the refused write alone, then the write that met the outage"
+    );
+}
+
 fn delivering_sources(receiver: &Receiver) -> String {
     format!(
         r#"
@@ -376,6 +443,74 @@ async fn a_finish_batch_with_one_refused_row_still_finishes_the_others() {
             ("delivered".to_owned(), None),
         ],
         "the refused row is recorded without its excerpt"
+    );
+}
+
+/// Review item 8: in a finish batch whose middle row the database refuses whatever it holds,
+/// the rows after it still finish; and the finisher's retry of the whole batch (it got an
+/// error) records no attempt a second time.
+#[tokio::test]
+async fn a_retried_finish_after_a_partial_success_records_each_attempt_once() {
+    let receiver = Receiver::start(Vec::new(), Reply::Status(200)).await;
+    let app = TestApp::spawn_with_roles(
+        &delivering_sources(&receiver),
+        wasmhook::server::Roles {
+            ingest: true,
+            worker: false,
+        },
+    )
+    .await;
+    for number in 0..3 {
+        post_event(&app, number).await;
+    }
+    let mut jobs = wasmhook::queue::claim(&app.pool, "sink", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    jobs.sort_by_key(|job| job.job_id);
+    assert_eq!(jobs.len(), 3);
+    sqlx::query(&format!(
+        "ALTER TABLE delivery_attempts ADD CONSTRAINT test_refuse_job
+             CHECK (job_id <> '{}') NOT VALID",
+        jobs[1].job_id
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let finished: Vec<FinishedAttempt> = jobs
+        .iter()
+        .map(|job| FinishedAttempt {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            started_at: chrono::Utc::now(),
+            duration: Duration::from_millis(3),
+            status_code: Some(200),
+            response_body: Some("ok".to_owned()),
+            error: None,
+            outcome: "delivered",
+            next_state: JobState::Delivered,
+            next_attempt_at: None,
+        })
+        .collect();
+    for retry in 0..2 {
+        assert!(
+            wasmhook::queue::finish(&app.pool, &finished).await.is_err(),
+            "try {retry}: the refused row is reported"
+        );
+    }
+    let rows: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "SELECT j.id, j.state, count(a.id) FROM delivery_jobs j
+         LEFT JOIN delivery_attempts a ON a.job_id = j.id GROUP BY j.id ORDER BY j.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (jobs[0].job_id, "delivered".to_owned(), 1),
+            (jobs[1].job_id, "running".to_owned(), 0),
+            (jobs[2].job_id, "delivered".to_owned(), 1),
+        ]
     );
 }
 
@@ -566,5 +701,155 @@ fn a_symlinked_authentication_file_is_replaced_and_its_target_left_alone() {
         (hba_metadata.uid(), hba_metadata.mode() & 0o777),
         (server_user, 0o600),
         "the server's user owns it, privately"
+    );
+}
+
+/// A Shopify delivery signed as Shopify signs it: an HMAC of the body alone, in base64, so the
+/// topic and the webhook id are unsigned.
+fn shopify_headers(body: &[u8], topic: &str, webhook_id: &str) -> Vec<(String, String)> {
+    let scheme = SignatureScheme::BodyHmac {
+        header: "x-shopify-hmac-sha256".into(),
+        prefix: String::new(),
+        encoding: MacEncoding::Base64,
+    };
+    let mut headers = signature::sign(&scheme, &Secret::new(SHOPIFY_SECRET), body, "", 0).unwrap();
+    headers.push(("x-shopify-topic".into(), topic.into()));
+    headers.push(("x-shopify-webhook-id".into(), webhook_id.into()));
+    headers.push(("content-type".into(), "application/json".into()));
+    headers
+}
+
+/// Review item 1: Shopify sends one order's JSON, byte for byte, for `orders/create`,
+/// `orders/paid` and `orders/updated`. The body key covers the event type the plugin made of
+/// the delivery, so each topic is stored, while the same topic under a new webhook id is still
+/// a duplicate; a source with `dedupe_on_body = false` stores every repeat.
+#[tokio::test]
+async fn one_body_under_two_shopify_topics_is_two_events() {
+    let app = TestApp::spawn(SOURCES).await;
+    let body = br#"{"id":820982911946154508,"email":"jon@example.com","total_price":"10.00"}"#;
+    let app_ref = &app;
+    let post = |source: &'static str, topic: &'static str, webhook_id: &'static str| {
+        let headers = shopify_headers(body, topic, webhook_id);
+        async move { json(app_ref.post(source, &headers, body.to_vec()).await).await }
+    };
+    let (status, created) = post("shopify", "orders/create", "webhook-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "orders/create: {created}");
+    let (status, paid) = post("shopify", "orders/paid", "webhook-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "orders/paid: {paid}");
+    assert_ne!(created["event_id"], paid["event_id"]);
+    let (status, resent) = post("shopify", "orders/paid", "webhook-3").await;
+    assert_eq!(
+        (status, resent["status"].as_str(), &resent["event_id"]),
+        (StatusCode::OK, Some("duplicate"), &paid["event_id"]),
+        "the same topic and body under a new webhook id: {resent}"
+    );
+    for webhook_id in ["heartbeat-1", "heartbeat-2"] {
+        let (status, answer) = post("shopify-repeats", "orders/paid", webhook_id).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{webhook_id}: {answer}");
+    }
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT source_name || ' ' || event_type FROM events ORDER BY source_name, event_type",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            "shopify shopify.orders.create",
+            "shopify shopify.orders.paid",
+            "shopify-repeats shopify.orders.paid",
+            "shopify-repeats shopify.orders.paid",
+        ]
+    );
+}
+
+/// Review item 11: resends of one body-only-signed body that were each quarantined while the
+/// plugin failed become one event when replayed through the fixed plugin; the later resend is a
+/// duplicate, and its quarantine row is handled.
+#[tokio::test]
+async fn resends_quarantined_while_the_plugin_failed_replay_as_one_event() {
+    // An output cap too small for any event quarantines every request.
+    let tight = "limits = { max_output_bytes = 16 }";
+    let app = TestApp::spawn(&format!(
+        "[[sources]]\nname = \"github\"\nplugin = \"github\"\nsecrets = [\"{GITHUB_SECRET}\"]\n{tight}\n"
+    ))
+    .await;
+    let body =
+        std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap();
+    for delivery in ["delivery-1", "delivery-2"] {
+        let (status, answer) = json(
+            app.post("github", &github_headers(&body, delivery), body.clone())
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("quarantined")),
+            "{delivery}: {answer}"
+        );
+    }
+    let fixed = wasmhook::config::Config::from_toml(&app.config_text().replace(tight, "")).unwrap();
+    wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
+        .await
+        .unwrap();
+    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, None)
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = results
+        .iter()
+        .map(|(_, outcome)| match outcome {
+            wasmhook::replay::QuarantineReplay::Stored(IngestOutcome::Accepted { .. }) => {
+                "accepted"
+            }
+            wasmhook::replay::QuarantineReplay::Stored(IngestOutcome::Duplicate { .. }) => {
+                "duplicate"
+            }
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(outcomes, ["accepted", "duplicate"], "{results:?}");
+    assert_eq!(app.counts().await.events, 1);
+    let still_quarantined: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM raw_requests WHERE status = 'quarantined'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(still_quarantined, 0);
+}
+
+/// Review item 7: an event id over the bound comes from what the request carried (Stripe's
+/// from the body), so it says nothing about the plugin's health: six such requests are each
+/// quarantined, yet the source's plugin breaker stays closed and the next good request is
+/// handled by the plugin.
+#[tokio::test]
+async fn over_long_event_ids_do_not_open_the_plugin_breaker() {
+    let app = TestApp::spawn(SOURCES).await;
+    for attempt in 0..6 {
+        let (headers, body) = stripe_request(&"e".repeat(300));
+        let (status, answer) = json(app.post("stripe", &headers, body).await).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("quarantined")),
+            "try {attempt}: {answer}"
+        );
+    }
+    let (headers, body) = stripe_request("evt_good");
+    let (status, answer) = json(app.post("stripe", &headers, body).await).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("accepted")),
+        "{answer}"
+    );
+    let errors: Vec<String> = sqlx::query_scalar(
+        "SELECT error FROM raw_requests WHERE status = 'quarantined' ORDER BY received_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(errors.len(), 6);
+    assert!(
+        errors.iter().all(|error| error.contains("300 bytes long")),
+        "each was run by the plugin: {errors:?}"
     );
 }

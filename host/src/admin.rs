@@ -403,6 +403,7 @@ pub struct SourceView {
     pub signature_tolerance_seconds: Option<i64>,
     pub rate_limit: Option<crate::config::RateLimitConfig>,
     pub limits: crate::config::LimitOverrides,
+    pub dedupe_on_body: bool,
     pub secrets: Vec<store::SecretView>,
     pub updated_at: DateTime<Utc>,
 }
@@ -428,6 +429,7 @@ impl SourceView {
                     },
                 ),
             limits,
+            dedupe_on_body: record.dedupe_on_body,
             secrets: source.secrets.into_iter().map(|(view, _)| view).collect(),
             updated_at: source.updated_at,
         })
@@ -447,8 +449,8 @@ async fn find_source(state: &AdminState, name: &str) -> Result<SourceView, ApiEr
 /// A secret given over the API: always the value itself. `env:` and `file:` references are for
 /// the config file; over the API they would let a caller read the server's environment or files.
 fn literal_secret(field: &str, text: &str) -> Result<String, ApiError> {
-    if text.is_empty() {
-        return Err(ApiError::invalid_field(field, "is empty"));
+    if let Some(problem) = crate::config::secret_value_problem(text) {
+        return Err(ApiError::invalid_field(field, problem));
     }
     if text.starts_with("env:") || text.starts_with("file:") {
         return Err(ApiError::invalid_field(

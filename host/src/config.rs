@@ -188,6 +188,14 @@ pub struct SourceConfig {
     pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Whether a body-only signature's resend (the same body and event type under a new
+    /// delivery id) is a duplicate within the dedupe window; see `dedupe.rs`.
+    #[serde(default = "default_dedupe_on_body")]
+    pub dedupe_on_body: bool,
+}
+
+fn default_dedupe_on_body() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -355,6 +363,24 @@ fn default_breaker_cooldown_seconds() -> f64 {
 #[serde(transparent)]
 pub struct SecretReference(String);
 
+/// Most bytes in a secret. Secrets are stored under a unique btree index, whose entries
+/// PostgreSQL refuses above about 2.7 KB; no platform's secret comes near this bound.
+pub const MAX_SECRET_BYTES: usize = 1024;
+
+/// What is wrong with a secret's value, if anything; never quotes it.
+pub fn secret_value_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        Some("is empty".to_owned())
+    } else if value.len() > MAX_SECRET_BYTES {
+        Some(format!(
+            "is {} bytes long; a secret is at most {MAX_SECRET_BYTES} bytes",
+            value.len()
+        ))
+    } else {
+        None
+    }
+}
+
 impl std::fmt::Debug for SecretReference {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.0.starts_with("env:") || self.0.starts_with("file:") {
@@ -388,8 +414,8 @@ impl SecretReference {
         } else {
             self.0.clone()
         };
-        if value.is_empty() {
-            bail!("the secret is empty");
+        if let Some(problem) = secret_value_problem(&value) {
+            bail!("the secret {problem}");
         }
         Ok(Secret::new(value))
     }
@@ -479,6 +505,7 @@ impl SourceConfig {
             rate_limit_requests_per_second: self.rate_limit.map(|limit| limit.requests_per_second),
             rate_limit_burst: self.rate_limit.map(|limit| limit.burst as i32),
             limit_overrides: serde_json::to_value(&self.limits).expect("limit overrides serialize"),
+            dedupe_on_body: self.dedupe_on_body,
         }
     }
 }
@@ -746,6 +773,33 @@ mod tests {
             format!("{:?}", SecretReference::literal("hunter2")),
             "SecretReference(<literal>)"
         );
+    }
+
+    #[test]
+    fn secrets_longer_than_the_bound_are_refused_without_quoting_them() {
+        let table = [
+            ("", Some("is empty".to_owned())),
+            ("s", None),
+            (&"s".repeat(MAX_SECRET_BYTES), None),
+            (
+                &"s".repeat(MAX_SECRET_BYTES + 1),
+                Some("is 1025 bytes long; a secret is at most 1024 bytes".to_owned()),
+            ),
+        ];
+        for (value, expected) in table {
+            assert_eq!(
+                secret_value_problem(value),
+                expected,
+                "{} bytes",
+                value.len()
+            );
+        }
+        let long = "s".repeat(MAX_SECRET_BYTES + 1);
+        let error = SecretReference::literal(long.clone())
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 1024 bytes") && !error.contains(&long[..64]));
     }
 
     #[test]

@@ -8,8 +8,13 @@
 //!
 //! A signature that covers only the body (no timestamp, no signed delivery id) can be replayed
 //! by anyone who once saw a signed delivery, under a fresh delivery-id header. For those schemes
-//! the body's SHA-256 is a second dedupe key, written in the same transaction as the event ids
-//! and reclaimed after the same window; see `store::write_batch`.
+//! a second dedupe key covers the body and the event types the plugin made of it, written in
+//! the same transaction as the event ids and reclaimed after the same window; see
+//! `store::write_batch`. The event types are part of it because platforms send one body under
+//! several topics (Shopify's `orders/create`, `orders/paid` and `orders/updated` carry the same
+//! order JSON): those are distinct deliveries. A resend that changes the unsigned event-type
+//! header therefore gets through, but only as another event type, never as a second copy of
+//! the same one.
 
 use sha2::{Digest, Sha256};
 
@@ -60,9 +65,25 @@ pub fn signs_only_the_body(scheme: &SignatureScheme) -> bool {
     )
 }
 
-/// The body's SHA-256 when the source's scheme signs only the body, else `None`.
-pub fn body_key(scheme: &SignatureScheme, body: &[u8]) -> Option<[u8; 32]> {
-    signs_only_the_body(scheme).then(|| Sha256::digest(body).into())
+/// The body key when the source's scheme signs only the body and the source dedupes on it
+/// (`dedupe_on_body`), else `None`: the SHA-256 of each event type, length-prefixed so that no
+/// two lists of types run together alike, followed by the body.
+pub fn body_key<'a>(
+    scheme: &SignatureScheme,
+    dedupe_on_body: bool,
+    event_types: impl IntoIterator<Item = &'a str>,
+    body: &[u8],
+) -> Option<[u8; 32]> {
+    if !dedupe_on_body || !signs_only_the_body(scheme) {
+        return None;
+    }
+    let mut digest = Sha256::new();
+    for event_type in event_types {
+        digest.update((event_type.len() as u64).to_be_bytes());
+        digest.update(event_type.as_bytes());
+    }
+    digest.update(body);
+    Some(digest.finalize().into())
 }
 
 /// The `dedupe_keys.source_name` under which a source's body keys live. A source name holds
@@ -173,20 +194,45 @@ mod tests {
             (SignatureScheme::Custom, false),
         ];
         for (scheme, keyed) in table {
-            assert_eq!(body_key(&scheme, b"{}").is_some(), keyed, "{scheme:?}");
+            assert_eq!(
+                body_key(&scheme, true, ["push"], b"{}").is_some(),
+                keyed,
+                "{scheme:?}"
+            );
+            assert_eq!(
+                body_key(&scheme, false, ["push"], b"{}"),
+                None,
+                "{scheme:?}"
+            );
         }
     }
 
     #[test]
-    fn the_body_key_is_the_bodys_sha256() {
+    fn the_body_key_covers_the_event_types_and_the_body() {
         let scheme = SignatureScheme::SharedToken {
             header: "x-gitlab-token".into(),
         };
-        // `printf abc | sha256sum`, the FIPS 180-2 example.
+        let key = |types: &[&str], body: &[u8]| {
+            body_key(&scheme, true, types.iter().copied(), body).map(hex::encode)
+        };
+        // `printf abc | sha256sum`, the FIPS 180-2 example: no event types, only the body.
         assert_eq!(
-            body_key(&scheme, b"abc").map(hex::encode).as_deref(),
+            key(&[], b"abc").as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
+        // `printf '\0\0\0\0\0\0\0\x01aabc' | sha256sum`.
+        assert_eq!(
+            key(&["a"], b"abc").as_deref(),
+            Some("8c5e37640539f41dab837ec92170d1caecfb7ca3e167f183356cf4f864142b9b")
+        );
+        let table: [(&[&str], &[&str]); 3] = [
+            (&["orders.create"], &["orders.paid"]),
+            (&["ab", "c"], &["a", "bc"]),
+            (&["a"], &["a", "a"]),
+        ];
+        for (one, other) in table {
+            assert_ne!(key(one, b"{}"), key(other, b"{}"), "{one:?} and {other:?}");
+        }
     }
 
     #[test]

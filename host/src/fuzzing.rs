@@ -609,8 +609,8 @@ pub fn check_plugin_output(input: &OutcomeInput) {
     let received_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid instant");
     let outcome = match plugins::outcome_from_wit(input.to_wit(), received_at) {
         Ok(outcome) => outcome,
-        Err(reason) => {
-            assert!(!reason.is_empty());
+        Err(invalid) => {
+            assert!(!invalid.reason().is_empty());
             return;
         }
     };

@@ -46,6 +46,7 @@ pub struct SourceRuntime {
     pub secrets: Arc<[Secret]>,
     pub config: String,
     pub signature_tolerance_seconds: i64,
+    pub dedupe_on_body: bool,
     pub rate_limiter: Option<Mutex<TokenBucket>>,
     /// Opens when the plugin fails call after call; while open, requests are quarantined
     /// without calling it.
@@ -238,7 +239,9 @@ async fn handle_webhook(
                 .lock()
                 .expect("plugin breaker lock poisoned");
             match &result {
+                // An answer refused for what the request carried is still a sign of life.
                 Ok(_) => breaker.succeeded(),
+                Err(error) if !error.counts_against_the_plugin() => breaker.succeeded(),
                 Err(_) => breaker.failed(Instant::now()),
             }
         };
@@ -275,7 +278,7 @@ async fn handle_webhook(
                 ));
             }
             PluginOutcome::Events(events) => IngestWrite::Events {
-                body_sha256: crate::dedupe::body_key(&active.settings.signature, &raw.body),
+                body_sha256: body_key_of(&source, &active.settings, &events, &raw.body),
                 raw,
                 events: route_events(&state.destinations.load(), events),
             },
@@ -315,6 +318,21 @@ async fn handle_webhook(
             "quarantined",
         ),
     })
+}
+
+/// The body key of a request's events (see `dedupe::body_key`), when its source has one.
+pub fn body_key_of(
+    source: &SourceRuntime,
+    settings: &SourceSettings,
+    events: &[crate::events::NormalizedEvent],
+    body: &[u8],
+) -> Option<[u8; 32]> {
+    crate::dedupe::body_key(
+        &settings.signature,
+        source.dedupe_on_body,
+        events.iter().map(|event| event.event_type.as_str()),
+        body,
+    )
 }
 
 fn take_source_token(source: &SourceRuntime) -> Result<(), ApiError> {
@@ -632,6 +650,7 @@ pub async fn build_source(
         signature_tolerance_seconds: record
             .signature_tolerance_seconds
             .unwrap_or(defaults.signature_tolerance_seconds as i64),
+        dedupe_on_body: record.dedupe_on_body,
         rate_limiter,
         plugin_breaker: Mutex::new(CircuitBreaker::new(
             defaults.plugin_breaker_failure_threshold,

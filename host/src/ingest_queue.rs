@@ -92,7 +92,7 @@ async fn run_writer(
 /// Writes the batch in one transaction. When PostgreSQL refuses it (one write holds something
 /// it cannot store), each write is tried alone, so that only the bad one fails and the others
 /// are committed; when the database is out of reach, every write fails at once.
-async fn write_or_split(
+pub async fn write_or_split(
     pool: &PgPool,
     writes: &[IngestWrite],
     dedupe_window: Duration,
@@ -106,20 +106,7 @@ async fn write_or_split(
             "the database refused an ingest batch of {} requests ({error}); storing them one by one",
             writes.len()
         );
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            let single = std::slice::from_ref(write);
-            outcomes.push(
-                match store::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
-                    Ok(mut outcome) => Ok(outcome.remove(0)),
-                    Err(error) => {
-                        tracing::error!("an ingest request was not stored: {error}");
-                        Err(StoreUnavailable::from(error))
-                    }
-                },
-            );
-        }
-        return outcomes;
+        return write_one_by_one(pool, writes, dedupe_window).await;
     }
     tracing::error!(
         "an ingest batch of {} requests was not stored: {error}",
@@ -130,4 +117,32 @@ async fn write_or_split(
         .iter()
         .map(|_| Err(StoreUnavailable(unavailable.0.clone())))
         .collect()
+}
+
+/// Stores each write in its own transaction. A write refused alone fails alone; one that meets
+/// an outage fails with every write after it, without trying them against a database that is
+/// failing as a whole.
+async fn write_one_by_one(
+    pool: &PgPool,
+    writes: &[IngestWrite],
+    dedupe_window: Duration,
+) -> Vec<Result<IngestOutcome, StoreUnavailable>> {
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        let single = std::slice::from_ref(write);
+        match store::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
+            Ok(mut outcome) => outcomes.push(Ok(outcome.remove(0))),
+            Err(BatchError::Refused(message)) => {
+                tracing::error!("an ingest request was not stored: {message}");
+                outcomes.push(Err(StoreUnavailable(message)));
+            }
+            Err(BatchError::Unavailable(unavailable)) => {
+                let left = writes.len() - outcomes.len();
+                tracing::error!("{left} ingest requests were not stored: {unavailable}");
+                outcomes.extend((0..left).map(|_| Err(StoreUnavailable(unavailable.0.clone()))));
+                break;
+            }
+        }
+    }
+    outcomes
 }

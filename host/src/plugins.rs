@@ -189,6 +189,14 @@ pub enum PluginCallError {
         request_id: String,
         reason: String,
     },
+    /// An event id over the bound: the plugin took it from what the request carried (a header
+    /// or the body), so the request is at fault rather than the plugin.
+    #[error("plugin {plugin} returned an invalid answer on request {request_id}: {reason}")]
+    EventIdTooLong {
+        plugin: String,
+        request_id: String,
+        reason: String,
+    },
 }
 
 /// What a plugin says about itself, in the host's own types.
@@ -910,17 +918,23 @@ impl Plugin {
                 limit_bytes: self.limits.max_output_bytes,
             });
         }
-        let outcome = outcome_from_wit(outcome, received_at).map_err(|reason| {
-            metrics::plugin_failure(
-                &self.manifest.name,
-                &self.manifest.version,
-                "invalid_output",
-            );
-            PluginCallError::InvalidOutput {
-                plugin: self.label.to_string(),
-                request_id: request_id.clone(),
-                reason,
-            }
+        let outcome = outcome_from_wit(outcome, received_at).map_err(|invalid| {
+            let plugin = self.label.to_string();
+            let request_id = request_id.clone();
+            let error = match invalid {
+                InvalidAnswer::EventIdTooLong(reason) => PluginCallError::EventIdTooLong {
+                    plugin,
+                    request_id,
+                    reason,
+                },
+                InvalidAnswer::Other(reason) => PluginCallError::InvalidOutput {
+                    plugin,
+                    request_id,
+                    reason,
+                },
+            };
+            metrics::plugin_failure(&self.manifest.name, &self.manifest.version, error.kind());
+            error
         })?;
         Ok(PluginCallReport {
             outcome,
@@ -1100,7 +1114,15 @@ impl PluginCallError {
             PluginCallError::Trapped { .. } => "trap",
             PluginCallError::OutputTooLarge { .. } => "output_too_large",
             PluginCallError::InvalidOutput { .. } => "invalid_output",
+            PluginCallError::EventIdTooLong { .. } => "id_too_long",
         }
+    }
+
+    /// Whether the failure says something about the plugin's health, and so counts toward the
+    /// source's plugin breaker. An over-long event id does not (the plugin ran and answered): a
+    /// few requests carrying one would otherwise open the breaker for the whole source.
+    pub fn counts_against_the_plugin(&self) -> bool {
+        !matches!(self, PluginCallError::EventIdTooLong { .. })
     }
 }
 
@@ -1476,23 +1498,55 @@ fn outcome_size(outcome: &wit::Outcome) -> usize {
     }
 }
 
+/// Why a plugin's answer is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InvalidAnswer {
+    /// An event id over `dedupe::MAX_ID_BYTES`, taken from what the request carried.
+    EventIdTooLong(String),
+    Other(String),
+}
+
+impl InvalidAnswer {
+    pub(crate) fn reason(&self) -> &str {
+        match self {
+            InvalidAnswer::EventIdTooLong(reason) | InvalidAnswer::Other(reason) => reason,
+        }
+    }
+}
+
+impl From<String> for InvalidAnswer {
+    fn from(reason: String) -> InvalidAnswer {
+        InvalidAnswer::Other(reason)
+    }
+}
+
 /// Checks what a plugin returned and converts it into the host's types.
 pub(crate) fn outcome_from_wit(
     outcome: wit::Outcome,
     received_at: chrono::DateTime<chrono::Utc>,
-) -> Result<PluginOutcome, String> {
+) -> Result<PluginOutcome, InvalidAnswer> {
     match outcome {
         wit::Outcome::Events(events) => {
             let mut seen_ids = BTreeSet::new();
             let mut normalized = Vec::with_capacity(events.len());
             for (index, event) in events.into_iter().enumerate() {
+                // The id is a btree key of `dedupe_keys`; a longer one would be refused by
+                // PostgreSQL and fail the group-commit transaction shared with other requests.
+                if event.id.len() > crate::dedupe::MAX_ID_BYTES {
+                    return Err(InvalidAnswer::EventIdTooLong(format!(
+                        "event {index}: the id is {} bytes long; an id is at most {} bytes",
+                        event.id.len(),
+                        crate::dedupe::MAX_ID_BYTES
+                    )));
+                }
                 let event = event_from_wit(event, received_at)
                     .map_err(|reason| format!("event {index}: {reason}"))?;
                 if !seen_ids.insert((event.source.clone(), event.id.clone())) {
                     return Err(format!(
                         "event {index}: id {:?} is repeated within one answer",
                         event.id
-                    ));
+                    )
+                    .into());
                 }
                 normalized.push(event);
             }
@@ -1510,10 +1564,7 @@ pub(crate) fn outcome_from_wit(
         }),
         wit::Outcome::Reply(reply) => {
             if !(100..=599).contains(&reply.status) {
-                return Err(format!(
-                    "reply status {} is not an HTTP status",
-                    reply.status
-                ));
+                return Err(format!("reply status {} is not an HTTP status", reply.status).into());
             }
             let headers = reply
                 .headers
@@ -1567,15 +1618,6 @@ fn event_from_wit(
     }
     if event.id.trim().is_empty() {
         return Err("the id is empty".to_owned());
-    }
-    // The id is a btree key of `dedupe_keys`; a longer one would be refused by PostgreSQL and
-    // fail the group-commit transaction shared with other requests.
-    if event.id.len() > crate::dedupe::MAX_ID_BYTES {
-        return Err(format!(
-            "the id is {} bytes long; an id is at most {} bytes",
-            event.id.len(),
-            crate::dedupe::MAX_ID_BYTES
-        ));
     }
     if event.source.trim().is_empty() {
         return Err("the source is empty".to_owned());

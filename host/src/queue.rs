@@ -229,11 +229,19 @@ pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Resu
                 "the database refused a finish batch of {} attempts ({error:#}); finishing them one by one",
                 finished.len()
             );
+            // Every row gets its try: one that keeps failing must not leave the rows after it
+            // `running`, to be redelivered. The first error is reported once all were tried.
             let mut updated = 0;
+            let mut first_error = None;
             for attempt in finished {
-                updated += finish_alone(pool, attempt).await?;
+                match finish_alone(pool, attempt).await {
+                    Ok(count) => updated += count,
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
             }
-            Ok(updated)
+            first_error.map_or(Ok(updated), Err)
         }
         result => result,
     }
@@ -276,8 +284,12 @@ async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow:
          SELECT a.* FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::int[],
                                 $6::int[], $7::text[], $8::text[], $9::text[])
               AS a (id, job_id, attempt, started_at, duration_ms, status_code, response_body, error, outcome)
-         -- A job deleted meanwhile (its destination was removed) must not fail the batch.
-         WHERE EXISTS (SELECT 1 FROM delivery_jobs j WHERE j.id = a.job_id)",
+         -- A job deleted meanwhile (its destination was removed) must not fail the batch, and
+         -- an attempt recorded by an earlier try of a finish that then failed is not recorded
+         -- twice when the finisher tries again.
+         WHERE EXISTS (SELECT 1 FROM delivery_jobs j WHERE j.id = a.job_id)
+           AND NOT EXISTS (SELECT 1 FROM delivery_attempts d
+                           WHERE d.job_id = a.job_id AND d.attempt = a.attempt)",
     )
     .bind(finished.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.job_id).collect::<Vec<_>>())

@@ -172,12 +172,14 @@ async fn replay_through(
         PluginOutcome::Events(events) if !events.is_empty() => {
             let request_id = raw.id;
             raw.plugin = active.plugin.label().to_owned();
-            // No body key: a replayed request was authenticated and stored when it arrived, so
-            // it is no resend; its event ids still dedupe.
+            // The body key as at ingest: resends of one body that were each quarantined while
+            // the plugin failed are one event once replayed, the later ones duplicates.
+            let body_sha256 =
+                crate::ingest::body_key_of(source, &active.settings, &events, &raw.body);
             let write = IngestWrite::Events {
                 raw,
                 events: route_events(destinations, events),
-                body_sha256: None,
+                body_sha256,
             };
             let stored = store::write_batch(
                 pool,

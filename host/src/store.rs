@@ -295,9 +295,9 @@ pub enum IngestWrite {
     Events {
         raw: RawRequest,
         events: Vec<(NormalizedEvent, Vec<String>)>,
-        /// The body's SHA-256 when the source's signature covers only the body: a second
-        /// dedupe key, so that the body sent again under a new delivery id is a duplicate
-        /// (see `dedupe.rs`).
+        /// The body key (`dedupe::body_key`) when the source's signature covers only the body:
+        /// a second dedupe key, so that the body sent again under a new delivery id, as the
+        /// same event type, is a duplicate.
         body_sha256: Option<[u8; 32]>,
     },
     /// The plugin failed: keep the raw request for a replay through a fixed plugin.
@@ -1969,6 +1969,7 @@ pub struct SourceRecord {
     pub rate_limit_burst: Option<i32>,
     /// The `[sources.limits]` overrides as a JSON object.
     pub limit_overrides: serde_json::Value,
+    pub dedupe_on_body: bool,
 }
 
 /// A stored source with its secrets, as every host process serves it.
@@ -1999,20 +2000,21 @@ async fn write_source_settings(
                  signature_tolerance_seconds = EXCLUDED.signature_tolerance_seconds,
                  rate_limit_requests_per_second = EXCLUDED.rate_limit_requests_per_second,
                  rate_limit_burst = EXCLUDED.rate_limit_burst,
-                 limit_overrides = EXCLUDED.limit_overrides, updated_at = now()
+                 limit_overrides = EXCLUDED.limit_overrides,
+                 dedupe_on_body = EXCLUDED.dedupe_on_body, updated_at = now()
              WHERE (sources.plugin, sources.config, sources.signature_tolerance_seconds,
                     sources.rate_limit_requests_per_second, sources.rate_limit_burst,
-                    sources.limit_overrides)
+                    sources.limit_overrides, sources.dedupe_on_body)
                  IS DISTINCT FROM
                    (EXCLUDED.plugin, EXCLUDED.config, EXCLUDED.signature_tolerance_seconds,
                     EXCLUDED.rate_limit_requests_per_second, EXCLUDED.rate_limit_burst,
-                    EXCLUDED.limit_overrides)"
+                    EXCLUDED.limit_overrides, EXCLUDED.dedupe_on_body)"
         }
     };
     let written = sqlx::query(&format!(
         "INSERT INTO sources (name, plugin, config, signature_tolerance_seconds,
-             rate_limit_requests_per_second, rate_limit_burst, limit_overrides)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+             rate_limit_requests_per_second, rate_limit_burst, limit_overrides, dedupe_on_body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          {on_conflict}"
     ))
     .bind(&source.name)
@@ -2022,6 +2024,7 @@ async fn write_source_settings(
     .bind(source.rate_limit_requests_per_second)
     .bind(source.rate_limit_burst)
     .bind(&source.limit_overrides)
+    .bind(source.dedupe_on_body)
     .execute(&mut *transaction)
     .await
     .with_context(|| format!("storing the source {}", source.name))?
@@ -2144,7 +2147,7 @@ pub async fn load_sources(pool: &PgPool) -> anyhow::Result<Vec<StoredSource>> {
     let mut connection = pool.acquire().await.context("acquiring a connection")?;
     let rows: Vec<SourceRow> = sqlx::query_as(
         "SELECT name, plugin, config, signature_tolerance_seconds, rate_limit_requests_per_second,
-                rate_limit_burst, limit_overrides, updated_at
+                rate_limit_burst, limit_overrides, dedupe_on_body, updated_at
          FROM sources ORDER BY name",
     )
     .fetch_all(&mut *connection)
