@@ -49,6 +49,12 @@ secrets = ["the hostile plugin's source secret"]
 config = "sign-custom"
 
 [[sources]]
+name = "verify-many"
+plugin = "hostile"
+secrets = ["the hostile plugin's source secret"]
+config = "verify-many"
+
+[[sources]]
 name = "sign-host-checked"
 plugin = "hostile"
 secrets = ["the hostile plugin's source secret"]
@@ -243,6 +249,21 @@ async fn a_plugin_can_sign_only_after_the_request_was_verified() {
         )
         .await;
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A plugin that hands the caller's candidates to `verify-hmac-sha256` one by one gets at most
+/// as many checks as the host's own check would make, so it cannot bring item 1's
+/// amplification back: the hundred checks of the right MAC answer yes sixteen times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_gets_a_bounded_number_of_mac_checks_per_call() {
+    let app = TestApp::spawn(SOURCES).await;
+    let right_mac = hmac_hex(SIGNING_SECRET.as_bytes(), b"forged webhook");
+    let matched = signing_reply(&app, "verify-many", &[("x-hostile-verify", right_mac)]).await;
+    assert_eq!(
+        matched,
+        wasmhook::plugins::MAX_VERIFY_CALLS_PER_CALL.to_string(),
+        "checks that said yes"
+    );
 }
 
 /// A plugin that quotes the body on stderr and traps: the request is quarantined, and the

@@ -132,8 +132,12 @@ impl WatchedFiles {
             if let Err(error) = activate_file(runtime, pool, &name, &path, when).await {
                 tracing::error!(
                     plugin = %name,
-                    "the changed plugin file {} was not activated: {error:#}",
-                    path.display()
+                    "the changed plugin file {} was not activated: {}",
+                    path.display(),
+                    crate::plugins::escape_for_log(
+                        &format!("{error:#}"),
+                        crate::plugins::PLUGIN_ERROR_LOG_LIMIT
+                    )
                 );
             }
         }
@@ -268,7 +272,11 @@ pub fn start_swapper(
                     Err(error) => {
                         tracing::error!(
                             source = %source.name,
-                            "keeping the current plugin: version {version_id} cannot serve this source: {error:#}"
+                            "keeping the current plugin: version {version_id} cannot serve this source: {}",
+                            crate::plugins::escape_for_log(
+                                &format!("{error:#}"),
+                                crate::plugins::PLUGIN_ERROR_LOG_LIMIT
+                            )
                         );
                         refused.insert((source.name.clone(), *version_id));
                     }

@@ -447,7 +447,9 @@ impl IngestState {
                         continue;
                     }
                     Err(error) => {
-                        tracing::error!(source = %name, "the source cannot be served: {error:#}");
+                        tracing::error!(source = %name, "the source cannot be served: {}",
+                            crate::plugins::escape_for_log(&format!("{error:#}"), crate::plugins::PLUGIN_ERROR_LOG_LIMIT)
+                        );
                         self.failing_sources
                             .lock()
                             .expect("failing sources lock poisoned")

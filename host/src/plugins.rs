@@ -726,6 +726,14 @@ pub(crate) fn validate_manifest(manifest: &PluginManifest) -> Result<(), String>
     if manifest.version.trim().is_empty() {
         return Err("version is empty".to_owned());
     }
+    // The version labels every log line of the plugin, so a control character in it could
+    // forge lines.
+    if manifest.version.chars().any(char::is_control) {
+        return Err(format!(
+            "version {:?} contains a control character",
+            manifest.version
+        ));
+    }
     if manifest.event_types.iter().any(|t| t.trim().is_empty()) {
         return Err("event-types contains an empty type".to_owned());
     }
@@ -1055,6 +1063,7 @@ impl Plugin {
             request_id: request_id.to_owned(),
             signing_allowed: secrets.check == RequestCheck::VerifiedByHost,
             signing_refusal_reported: false,
+            verify_calls_left: MAX_VERIFY_CALLS_PER_CALL,
             secrets: secrets.secrets,
             log_bytes_used: 0,
             log_bytes_limit: self.limits.max_log_bytes,
@@ -1172,6 +1181,10 @@ fn describe_trap(error: &wasmtime::Error, stderr: &CapturedOutput) -> String {
     cause
 }
 
+/// Most `verify-hmac-sha256` calls one plugin call may make; later ones answer false. As many
+/// as the candidates the host's own check accepts in one header.
+pub const MAX_VERIFY_CALLS_PER_CALL: u32 = 16;
+
 /// The state of one store: WASI with nothing granted, the memory limiter, and what the host
 /// imports need for this call.
 struct PluginState {
@@ -1185,6 +1198,10 @@ struct PluginState {
     /// plugin's own `verify-hmac-sha256` succeeded in this call.
     signing_allowed: bool,
     signing_refusal_reported: bool,
+    /// How many more `verify-hmac-sha256` calls this call may make; each hashes the whole
+    /// message once per secret, so a plugin looping over a caller's candidates is bounded
+    /// as the host's own check is.
+    verify_calls_left: u32,
     log_bytes_used: usize,
     log_bytes_limit: usize,
     log_limit_reported: bool,
@@ -1244,8 +1261,17 @@ impl bindings::wasmhook::plugin::host::Host for PluginState {
     }
 
     fn verify_hmac_sha256(&mut self, message: Vec<u8>, mac: Vec<u8>) -> bool {
+        if self.verify_calls_left == 0 {
+            return false;
+        }
+        self.verify_calls_left -= 1;
         let mut matched = false;
-        for secret in self.secrets.iter() {
+        // An empty key is public: a MAC under it proves nothing.
+        for secret in self
+            .secrets
+            .iter()
+            .filter(|secret| !secret.expose().is_empty())
+        {
             matched |= signature::hmac_matches(secret.expose().as_bytes(), &[&message], &mac);
         }
         self.signing_allowed |= matched;
@@ -1266,10 +1292,16 @@ impl bindings::wasmhook::plugin::host::Host for PluginState {
             return None;
         }
         self.secrets
-            .last()
+            .iter()
+            .rev()
+            .find(|secret| !secret.expose().is_empty())
             .map(|secret| signature::hmac_sha256(secret.expose().as_bytes(), &[&message]).to_vec())
     }
 }
+
+/// Most bytes of a plugin's failure (its refusal of a configuration, a trap with its stderr)
+/// that go into one log line.
+pub const PLUGIN_ERROR_LOG_LIMIT: usize = 2048;
 
 /// `text` with every control character escaped (a newline becomes `\n`, ESC `\u{1b}`), so that
 /// what a plugin wrote stays on one log line and cannot forge others or drive the terminal;
@@ -1712,6 +1744,14 @@ mod tests {
                 "blank version",
                 PluginManifest {
                     version: " ".into(),
+                    ..valid.clone()
+                },
+                false,
+            ),
+            (
+                "a newline in the version",
+                PluginManifest {
+                    version: "1.0.0\nINFO forged".into(),
                     ..valid.clone()
                 },
                 false,

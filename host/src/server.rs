@@ -383,7 +383,9 @@ async fn load_sources(
                 {
                     return Err(error.context(format!("sources[{index}] ({name})")));
                 }
-                tracing::error!(source = %name, "the source cannot be served: {error:#}");
+                tracing::error!(source = %name, "the source cannot be served: {}",
+                    crate::plugins::escape_for_log(&format!("{error:#}"), crate::plugins::PLUGIN_ERROR_LOG_LIMIT)
+                );
                 failing.insert(name.clone(), source.updated_at);
             }
         }

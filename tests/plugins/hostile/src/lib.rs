@@ -24,6 +24,7 @@ const BEHAVIOURS: &[&str] = &[
     "sign-unsigned",
     "sign-custom",
     "sign-host-checked",
+    "verify-many",
 ];
 
 /// The header the `sign-host-checked` source's requests carry their hex body MAC in.
@@ -45,7 +46,7 @@ impl Plugin for Hostile {
 
     fn configure(config: &str) -> Result<SourceSettings, String> {
         let signature = match config.trim() {
-            "sign-custom" => SignatureScheme::Custom,
+            "sign-custom" | "verify-many" => SignatureScheme::Custom,
             "sign-host-checked" => SignatureScheme::BodyHmac(BodyHmac {
                 header: SIGNATURE_HEADER.to_owned(),
                 prefix: String::new(),
@@ -114,6 +115,7 @@ impl Plugin for Hostile {
                 one_event("\"forged the log\"".to_owned())
             }
             "sign-unsigned" | "sign-custom" | "sign-host-checked" => sign_reply(&request),
+            "verify-many" => verify_many(&request),
             _ => {
                 log(LogLevel::Info, "handling a request politely");
                 one_event(format!("{{\"bytes\":{}}}", request.body.len()))
@@ -152,6 +154,23 @@ fn sign_reply(request: &Request) -> Outcome {
         status: 200,
         headers: Vec::new(),
         body: body.into_bytes(),
+    })
+}
+
+/// Asks the host to check the MAC in `x-hostile-verify` a hundred times, as a plugin looping
+/// over a caller's candidates would, and replies with how many checks said yes.
+fn verify_many(request: &Request) -> Outcome {
+    let mac = request
+        .header(VERIFY_HEADER)
+        .and_then(decode_hex)
+        .unwrap_or_default();
+    let matched = (0..100)
+        .filter(|_| host::verify_hmac_sha256(&request.body, &mac))
+        .count();
+    Outcome::Reply(Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: matched.to_string().into_bytes(),
     })
 }
 
