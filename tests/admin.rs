@@ -976,6 +976,37 @@ const GITLAB_TOKEN: &str = "glpat-the-source-secret";
 /// A plugin output cap too small for any event, so that the first request is quarantined.
 const TIGHT_LIMITS: &str = "limits = { max_output_bytes = 16 }";
 
+/// Lifts the first source's tight output cap (keeping `secret`) and replays the quarantined
+/// request, which must then be stored; returns the stored event's id.
+async fn replay_with_the_cap_lifted(
+    app: &TestApp,
+    secret: &str,
+    request_id: uuid::Uuid,
+) -> uuid::Uuid {
+    let fixed =
+        wasmhook::config::Config::from_toml(&app.config_text().replace(TIGHT_LIMITS, "")).unwrap();
+    wasmhook::store::apply_config_sources(
+        &app.pool,
+        &[(fixed.sources[0].to_record(), vec![secret.to_owned()])],
+    )
+    .await
+    .unwrap();
+    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
+        .await
+        .unwrap();
+    match &results[..] {
+        [
+            (
+                _,
+                wasmhook::replay::QuarantineReplay::Stored(
+                    wasmhook::store::IngestOutcome::Accepted { event_ids },
+                ),
+            ),
+        ] => event_ids[0],
+        other => panic!("expected the replay to store the event, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn credentials_in_request_headers_are_redacted_before_storage_and_a_replay_still_works() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
@@ -1056,28 +1087,7 @@ allow_private_networks = true
 
     // The operator lifts the cap and replays: the request was authenticated when it arrived,
     // so the redacted token does not stop it.
-    let fixed =
-        wasmhook::config::Config::from_toml(&app.config_text().replace(TIGHT_LIMITS, "")).unwrap();
-    wasmhook::store::apply_config_sources(
-        &app.pool,
-        &[(fixed.sources[0].to_record(), vec![GITLAB_TOKEN.to_owned()])],
-    )
-    .await
-    .unwrap();
-    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
-        .await
-        .unwrap();
-    let event_id = match &results[..] {
-        [
-            (
-                _,
-                wasmhook::replay::QuarantineReplay::Stored(
-                    wasmhook::store::IngestOutcome::Accepted { event_ids },
-                ),
-            ),
-        ] => event_ids[0],
-        other => panic!("expected the replay to store the event, got {other:?}"),
-    };
+    let event_id = replay_with_the_cap_lifted(&app, GITLAB_TOKEN, request_id).await;
     receiver.wait_for(1, Duration::from_secs(10)).await;
 
     let (status, detail) = admin(
@@ -1415,28 +1425,7 @@ allow_private_networks = true
         .await
         .unwrap();
 
-    let fixed =
-        wasmhook::config::Config::from_toml(&app.config_text().replace(TIGHT_LIMITS, "")).unwrap();
-    wasmhook::store::apply_config_sources(
-        &app.pool,
-        &[(fixed.sources[0].to_record(), vec![OLD_ROW_TOKEN.to_owned()])],
-    )
-    .await
-    .unwrap();
-    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
-        .await
-        .unwrap();
-    let event_row_id = match &results[..] {
-        [
-            (
-                _,
-                wasmhook::replay::QuarantineReplay::Stored(
-                    wasmhook::store::IngestOutcome::Accepted { event_ids },
-                ),
-            ),
-        ] => event_ids[0],
-        other => panic!("expected the replay to store the event, got {other:?}"),
-    };
+    let event_row_id = replay_with_the_cap_lifted(&app, OLD_ROW_TOKEN, request_id).await;
     let (status, detail) = admin(
         &app,
         Method::GET,

@@ -107,6 +107,27 @@ fn admin_pool(url_template: &str) -> sqlx::PgPool {
     .unwrap()
 }
 
+/// Runs one statement on the `postgres` database. A busy postmaster can leave a new connection
+/// unaccepted long enough that the socket's queue is full and connecting fails at once with
+/// `EAGAIN`; that is retried, a bounded number of times, rather than failing the test.
+async fn execute_as_admin(url_template: &str, statement: &str) -> Result<(), sqlx::Error> {
+    let mut attempts_left = 50;
+    loop {
+        let admin = admin_pool(url_template);
+        let result = admin.execute(statement).await.map(|_| ());
+        admin.close().await;
+        match result {
+            Err(sqlx::Error::Io(error))
+                if error.kind() == std::io::ErrorKind::WouldBlock && attempts_left > 0 =>
+            {
+                attempts_left -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A fresh migrated database, dropped when this value is.
 pub struct TestDatabase {
     pub name: String,
@@ -120,18 +141,13 @@ impl TestDatabase {
         let name = format!("wasmhook_test_{}", uuid::Uuid::now_v7().simple());
         {
             let _serialized = CLONE_LOCK.lock().await;
-            let admin = admin_pool(&server.url_template);
-            admin
-                .execute(
-                    format!(
-                        "CREATE DATABASE {name} TEMPLATE {}",
-                        server.template_database
-                    )
-                    .as_str(),
-                )
+            let statement = format!(
+                "CREATE DATABASE {name} TEMPLATE {}",
+                server.template_database
+            );
+            execute_as_admin(&server.url_template, &statement)
                 .await
                 .expect("cloning the template database");
-            admin.close().await;
         }
         TestDatabase {
             url: server.url_template.replace("{database}", &name),
@@ -157,11 +173,8 @@ impl Drop for TestDatabase {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let admin = admin_pool(&url_template);
-                let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await;
-                admin.close().await;
+                let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = execute_as_admin(&url_template, &statement).await;
             });
         })
         .join();
