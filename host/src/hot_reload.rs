@@ -212,7 +212,16 @@ pub fn start_swapper(
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = async {
                     match listener.as_mut() {
-                        Some(listener) => { let _ = listener.recv().await; }
+                        // A lost connection is reconnected by the next `recv`; while the
+                        // database refuses it, every `recv` fails at once, so wait before the
+                        // next try instead of reconnecting in a tight loop (which floods the
+                        // server's accept queue just when it is struggling).
+                        Some(listener) => {
+                            if listener.recv().await.is_err() {
+                                crate::metrics::listen_connection_failed("plugins");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
                         None => std::future::pending::<()>().await,
                     }
                 } => {}

@@ -80,6 +80,10 @@ fn describe() {
         "Reads of the queue gauges from the database, every few seconds in the background (a scrape never reads them)."
     );
     describe_counter!(
+        "wasmhook_listen_connection_failures_total",
+        "Times a LISTEN connection was lost or could not be made again, by listener (each waits before it tries again)."
+    );
+    describe_counter!(
         "wasmhook_readiness_database_checks_total",
         "Times /readyz asked the database whether it answers (at most once a second, whatever the probe rate)."
     );
@@ -194,6 +198,10 @@ pub fn queue_state(jobs_by_state: &[(String, i64)], oldest_due_age: Option<Durat
 /// The queue gauges were read from the database.
 pub fn queue_gauges_refreshed() {
     counter!("wasmhook_queue_gauge_refreshes_total").increment(1);
+}
+
+pub fn listen_connection_failed(listener: &'static str) {
+    counter!("wasmhook_listen_connection_failures_total", "listener" => listener).increment(1);
 }
 
 pub fn readiness_database_check() {

@@ -91,6 +91,19 @@ impl RunningServer {
         self.finish().await
     }
 
+    /// Stops everything at once, without waiting for in-flight work: the listeners, the worker
+    /// (its leases expire and are rescued) and the background tasks. For a process that drops a
+    /// server it no longer needs, such as a test; an orderly stop is `shutdown`.
+    pub fn abort(&self) {
+        self.shutdown.send_replace(true);
+        for task in self.background.iter().chain(&self.serving) {
+            task.abort();
+        }
+        if let Some(worker) = &self.worker {
+            worker.abort();
+        }
+    }
+
     async fn finish(self) -> anyhow::Result<()> {
         for task in &self.background {
             task.abort();

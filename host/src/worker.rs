@@ -53,6 +53,12 @@ impl WorkerHandle {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+
+    /// Stops the worker at once, without waiting: its leases expire and are rescued.
+    pub fn abort(&self) {
+        let _ = self.stop.send(true);
+        self.task.abort();
+    }
 }
 
 /// Starts a worker on `pool`.

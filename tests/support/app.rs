@@ -83,6 +83,18 @@ max_concurrent_instances = 16
     )
 }
 
+/// A test's host stops with the test: its background tasks would otherwise go on polling a
+/// database that is dropped right after, reconnecting over and over, and that storm of failed
+/// connections fills the test cluster's accept queue until other tests' connections fail with
+/// `EAGAIN`.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.abort();
+        }
+    }
+}
+
 impl TestApp {
     /// Starts a host with the given `[[sources]]` and `[[destinations]]` TOML.
     pub async fn spawn(sources_and_more: &str) -> TestApp {
