@@ -320,3 +320,59 @@ async fn a_changed_file_in_the_plugins_directory_becomes_the_active_version() {
         "the original file is active again"
     );
 }
+
+/// The swapper follows activations over a LISTEN connection. When the database refuses every
+/// attempt to get it back (here: it was dropped), each attempt fails at once; the swapper must
+/// wait between tries rather than reconnect in a tight loop, which floods the server's accept
+/// queue (seen as `EAGAIN` for every other client) just when the server is struggling.
+#[tokio::test]
+async fn a_lost_listen_connection_is_retried_at_a_bounded_rate() {
+    let app = TestApp::spawn(&config()).await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let server = {
+        use std::str::FromStr as _;
+        let options = sqlx::postgres::PgConnectOptions::from_str(&app.database.url)
+            .unwrap()
+            .database("postgres");
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap()
+    };
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&server)
+        .await
+        .unwrap();
+    server.close().await;
+    let failures = || async {
+        let exposition = app
+            .client
+            .get(format!("{}/metrics", app.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        exposition
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(
+                    r#"wasmhook_listen_connection_failures_total{listener="plugins"} "#,
+                )
+            })
+            .map_or(0.0, |value| value.trim().parse::<f64>().unwrap())
+    };
+    let before = failures().await;
+    // Counted over a window: the rate is what this test is about.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = failures().await - before;
+    assert!(
+        (1.0..=6.0).contains(&during),
+        "{during} failed reconnections in three seconds (a tight loop makes hundreds; none means the loss was not seen)"
+    );
+}
