@@ -483,30 +483,50 @@ fn plant_cache_entry(
     permissions(path);
 }
 
-#[tokio::test]
-async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let parent = tempfile::tempdir().unwrap();
-    let cache = parent.path().join("compiled");
-    let settings = RuntimeSettings {
-        max_concurrent_instances: 2,
-        compiled_cache_dir: Some(cache.clone()),
-        ..RuntimeSettings::default()
-    };
-    let load = |name: &'static str| {
-        let settings = settings.clone();
-        async move {
-            PluginRuntime::new(settings)
-                .unwrap()
-                .load_file(&plugin_file(name), PluginLimits::default())
-                .await
-                .unwrap()
-        }
-    };
-    let github = load("github").await;
-    let netflix = load("netflix").await;
-    let entry_of = |content_hash: &str| {
-        std::fs::read_dir(&cache)
+/// A compiled-code cache of its own holding github and netflix, for planting one entry in place
+/// of another: which plugin a load of netflix then serves shows whether the entry was trusted.
+struct PlantableCache {
+    _parent: tempfile::TempDir,
+    directory: std::path::PathBuf,
+    settings: RuntimeSettings,
+    github_code: Vec<u8>,
+    netflix_entry: std::path::PathBuf,
+}
+
+impl PlantableCache {
+    async fn new() -> PlantableCache {
+        let parent = tempfile::tempdir().unwrap();
+        let directory = parent.path().join("compiled");
+        let settings = RuntimeSettings {
+            max_concurrent_instances: 2,
+            compiled_cache_dir: Some(directory.clone()),
+            ..RuntimeSettings::default()
+        };
+        let mut cache = PlantableCache {
+            _parent: parent,
+            directory,
+            settings,
+            github_code: Vec::new(),
+            netflix_entry: std::path::PathBuf::new(),
+        };
+        let github = cache.load("github").await;
+        let netflix = cache.load("netflix").await;
+        cache.github_code = std::fs::read(cache.entry_of(github.content_hash())).unwrap();
+        cache.netflix_entry = cache.entry_of(netflix.content_hash());
+        cache
+    }
+
+    /// Loads a plugin through a fresh runtime on this cache.
+    async fn load(&self, name: &str) -> wasmhook::plugins::Plugin {
+        PluginRuntime::new(self.settings.clone())
+            .unwrap()
+            .load_file(&plugin_file(name), PluginLimits::default())
+            .await
+            .unwrap()
+    }
+
+    fn entry_of(&self, content_hash: &str) -> std::path::PathBuf {
+        std::fs::read_dir(&self.directory)
             .unwrap()
             .map(|entry| entry.unwrap().path())
             .find(|path| {
@@ -516,25 +536,34 @@ async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() 
                     .starts_with(content_hash)
             })
             .unwrap()
-    };
-    let github_code = std::fs::read(entry_of(github.content_hash())).unwrap();
-    let netflix_entry = entry_of(netflix.content_hash());
+    }
+
+    /// Which plugin a load of netflix serves: `github` when the planted entry was trusted.
+    async fn netflix_serves(&self) -> String {
+        self.load("netflix").await.manifest().name.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let cache = PlantableCache::new().await;
     assert_eq!(
-        std::fs::metadata(&cache).unwrap().mode() & 0o777,
+        std::fs::metadata(&cache.directory).unwrap().mode() & 0o777,
         0o700,
         "the cache directory is private"
     );
 
     // Another user plants native code under netflix's name: compiled github, owned by nobody.
-    plant_cache_entry(&netflix_entry, &github_code, |path| {
+    plant_cache_entry(&cache.netflix_entry, &cache.github_code, |path| {
         std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap()
     });
     assert_eq!(
-        load("netflix").await.manifest().name,
+        cache.netflix_serves().await,
         "netflix",
         "an entry owned by another user is not loaded"
     );
-    let rewritten = std::fs::metadata(&netflix_entry).unwrap();
+    let rewritten = std::fs::metadata(&cache.netflix_entry).unwrap();
     assert_eq!(
         (rewritten.uid(), rewritten.mode() & 0o077),
         (nix::unistd::geteuid().as_raw(), 0),
@@ -542,21 +571,21 @@ async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() 
     );
 
     // The host's own file, but writable by everyone.
-    plant_cache_entry(&netflix_entry, &github_code, |path| {
+    plant_cache_entry(&cache.netflix_entry, &cache.github_code, |path| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap()
     });
     assert_eq!(
-        load("netflix").await.manifest().name,
+        cache.netflix_serves().await,
         "netflix",
         "a world-writable entry is not loaded"
     );
 
     // The host's own private file is loaded as it is: the check refuses only what others could write.
-    plant_cache_entry(&netflix_entry, &github_code, |path| {
+    plant_cache_entry(&cache.netflix_entry, &cache.github_code, |path| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap()
     });
     assert_eq!(
-        load("netflix").await.manifest().name,
+        cache.netflix_serves().await,
         "github",
         "a private entry is trusted"
     );
@@ -567,52 +596,21 @@ async fn a_compiled_cache_entry_another_user_could_have_written_is_not_loaded() 
 #[tokio::test]
 async fn a_group_writable_cache_directory_of_the_hosts_is_made_private_and_trusted() {
     use std::os::unix::fs::PermissionsExt;
-    let parent = tempfile::tempdir().unwrap();
-    let cache = parent.path().join("compiled");
-    let settings = RuntimeSettings {
-        max_concurrent_instances: 2,
-        compiled_cache_dir: Some(cache.clone()),
-        ..RuntimeSettings::default()
-    };
-    let load = |name: &'static str| {
-        let settings = settings.clone();
-        async move {
-            PluginRuntime::new(settings)
-                .unwrap()
-                .load_file(&plugin_file(name), PluginLimits::default())
-                .await
-                .unwrap()
-        }
-    };
-    let github = load("github").await;
-    let netflix = load("netflix").await;
-    let entry_of = |content_hash: &str| {
-        std::fs::read_dir(&cache)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .find(|path| {
-                path.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(content_hash)
-            })
-            .unwrap()
-    };
-    let github_code = std::fs::read(entry_of(github.content_hash())).unwrap();
+    let cache = PlantableCache::new().await;
     // Which entry is loaded shows whether the cache is trusted: the host's own private file
     // under netflix's name holds github's code.
-    plant_cache_entry(&entry_of(netflix.content_hash()), &github_code, |path| {
+    plant_cache_entry(&cache.netflix_entry, &cache.github_code, |path| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap()
     });
-    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o775)).unwrap();
+    std::fs::set_permissions(&cache.directory, std::fs::Permissions::from_mode(0o775)).unwrap();
 
     assert_eq!(
-        load("netflix").await.manifest().name,
+        cache.netflix_serves().await,
         "github",
         "the cache is trusted once its directory is private"
     );
     assert_eq!(
-        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&cache).unwrap()) & 0o777,
+        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&cache.directory).unwrap()) & 0o777,
         0o700,
         "the directory was made private"
     );
