@@ -976,6 +976,30 @@ const GITLAB_TOKEN: &str = "glpat-the-source-secret";
 /// A plugin output cap too small for any event, so that the first request is quarantined.
 const TIGHT_LIMITS: &str = "limits = { max_output_bytes = 16 }";
 
+/// An app whose one source (`source`, its `[[sources]]` keys) quarantines every request until
+/// its output cap is lifted (`replay_with_the_cap_lifted`), and a destination `d` taking every
+/// event to `receiver`.
+async fn spawn_quarantining(receiver: &Receiver, source: &str) -> TestApp {
+    TestApp::spawn(&format!(
+        r#"
+[admin]
+token = "{TOKEN}"
+
+[[sources]]
+{source}
+{TIGHT_LIMITS}
+
+[[destinations]]
+name = "d"
+url = "{}"
+routes = ["*"]
+allow_private_networks = true
+"#,
+        receiver.url("/d")
+    ))
+    .await
+}
+
 /// Lifts the first source's tight output cap (keeping `secret`) and replays the quarantined
 /// request, which must then be stored; returns the stored event's id.
 async fn replay_with_the_cap_lifted(
@@ -1010,25 +1034,10 @@ async fn replay_with_the_cap_lifted(
 #[tokio::test]
 async fn credentials_in_request_headers_are_redacted_before_storage_and_a_replay_still_works() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
-    let app = TestApp::spawn(&format!(
-        r#"
-[admin]
-token = "{TOKEN}"
-
-[[sources]]
-name = "gitlab"
-plugin = "gitlab"
-secrets = ["{GITLAB_TOKEN}"]
-{TIGHT_LIMITS}
-
-[[destinations]]
-name = "d"
-url = "{}"
-routes = ["*"]
-allow_private_networks = true
-"#,
-        receiver.url("/d")
-    ))
+    let app = spawn_quarantining(
+        &receiver,
+        &format!("name = \"gitlab\"\nplugin = \"gitlab\"\nsecrets = [\"{GITLAB_TOKEN}\"]"),
+    )
     .await;
     let credentials = [
         ("x-gitlab-token", GITLAB_TOKEN),
@@ -1387,26 +1396,12 @@ async fn a_token_stored_before_redaction_is_neither_shown_nor_replayed_to_the_pl
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     // The event id is the token header's value, so the event shows what the plugin was given.
     let source_config = r#"config = '{"signature": {"scheme": "shared-token", "header": "x-token"}, "id_header": "x-token"}'"#;
-    let app = TestApp::spawn(&format!(
-        r#"
-[admin]
-token = "{TOKEN}"
-
-[[sources]]
-name = "shared"
-plugin = "generic"
-{source_config}
-secrets = ["{OLD_ROW_TOKEN}"]
-{TIGHT_LIMITS}
-
-[[destinations]]
-name = "d"
-url = "{}"
-routes = ["*"]
-allow_private_networks = true
-"#,
-        receiver.url("/d")
-    ))
+    let app = spawn_quarantining(
+        &receiver,
+        &format!(
+            "name = \"shared\"\nplugin = \"generic\"\n{source_config}\nsecrets = [\"{OLD_ROW_TOKEN}\"]"
+        ),
+    )
     .await;
     let headers = vec![("x-token".to_owned(), OLD_ROW_TOKEN.to_owned())];
     let answer: Value = app
