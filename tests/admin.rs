@@ -759,7 +759,9 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
 async fn a_source_created_on_one_host_process_serves_on_the_others() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
-    let other = app.start_another(wasmhook::server::Roles::default()).await;
+    let other = app
+        .start_another(wasmhook::app::serve::Roles::default())
+        .await;
     let other_url = format!("http://{}/webhooks/shop", other.address);
     let (status, _) = admin(
         &app,
@@ -1015,14 +1017,14 @@ async fn replay_with_the_cap_lifted(
     )
     .await
     .unwrap();
-    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
+    let results = wasmhook::ingest::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
         .await
         .unwrap();
     match &results[..] {
         [
             (
                 _,
-                wasmhook::replay::QuarantineReplay::Stored(
+                wasmhook::ingest::replay::QuarantineReplay::Stored(
                     wasmhook::store::IngestOutcome::Accepted { event_ids },
                 ),
             ),
@@ -1188,7 +1190,7 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["routes"], json!(["order.*"]));
-    let stored = wasmhook::queue::load_destinations(&app.pool, false)
+    let stored = wasmhook::store::jobs::load_destinations(&app.pool, false)
         .await
         .unwrap()
         .into_iter()
@@ -1234,7 +1236,7 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
             "{refused}"
         );
     }
-    let unchanged = wasmhook::queue::load_destinations(&app.pool, false)
+    let unchanged = wasmhook::store::jobs::load_destinations(&app.pool, false)
         .await
         .unwrap()
         .into_iter()
@@ -1258,7 +1260,7 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["url"], "http://[redacted]@127.0.0.1:9/other");
-    let moved_path = wasmhook::queue::load_destinations(&app.pool, false)
+    let moved_path = wasmhook::store::jobs::load_destinations(&app.pool, false)
         .await
         .unwrap()
         .into_iter()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use uuid::Uuid;
-use wasmhook::queue::ReplayFilter;
+use wasmhook::store::jobs::ReplayFilter;
 
 use support::app::TestApp;
 use support::receiver::{Receiver, Reply};
@@ -268,13 +268,15 @@ async fn a_job_dies_after_the_last_attempt_and_replay_delivers_it() {
         ..ReplayFilter::default()
     };
     assert_eq!(
-        wasmhook::queue::count_replay(&app.pool, &filter)
+        wasmhook::store::jobs::count_replay(&app.pool, &filter)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        wasmhook::queue::replay(&app.pool, &filter).await.unwrap(),
+        wasmhook::store::jobs::replay(&app.pool, &filter)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
@@ -405,7 +407,7 @@ async fn a_job_whose_worker_died_is_delivered_by_another_worker() {
     // A host that only ingests: no worker of its own.
     let app = TestApp::spawn_with_roles(
         &format!("{}{}", source(), destination("d", &receiver, "")),
-        wasmhook::server::Roles {
+        wasmhook::app::serve::Roles {
             ingest: true,
             worker: false,
         },
@@ -414,7 +416,7 @@ async fn a_job_whose_worker_died_is_delivered_by_another_worker() {
     let event_id = post_event(&app, 1).await;
 
     // A worker claims the job and dies: its lease is short and it never finishes.
-    let claimed = wasmhook::queue::claim(&app.pool, "d", 1, Duration::from_millis(300))
+    let claimed = wasmhook::store::jobs::claim(&app.pool, "d", 1, Duration::from_millis(300))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -422,7 +424,7 @@ async fn a_job_whose_worker_died_is_delivered_by_another_worker() {
 
     // Another worker rescues the expired lease and delivers; the lost attempt counts.
     let worker = app
-        .start_another(wasmhook::server::Roles {
+        .start_another(wasmhook::app::serve::Roles {
             ingest: false,
             worker: true,
         })
@@ -440,7 +442,7 @@ async fn two_workers_on_one_database_deliver_each_job_once() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = TestApp::spawn(&format!("{}{}", source(), destination("d", &receiver, ""))).await;
     let second = app
-        .start_another(wasmhook::server::Roles {
+        .start_another(wasmhook::app::serve::Roles {
             ingest: false,
             worker: true,
         })
@@ -544,14 +546,14 @@ async fn a_quarantined_request_is_replayed_through_the_fixed_plugin_and_delivere
     wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
         .await
         .unwrap();
-    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
+    let results = wasmhook::ingest::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
         .await
         .unwrap();
     assert_eq!(results.len(), 1);
     let event_id = match &results[0].1 {
-        wasmhook::replay::QuarantineReplay::Stored(wasmhook::store::IngestOutcome::Accepted {
-            event_ids,
-        }) => event_ids[0],
+        wasmhook::ingest::replay::QuarantineReplay::Stored(
+            wasmhook::store::IngestOutcome::Accepted { event_ids },
+        ) => event_ids[0],
         other => panic!("expected the events to be stored, got {other:?}"),
     };
     let status: String = sqlx::query_scalar("SELECT status FROM raw_requests WHERE id = $1")

@@ -222,9 +222,9 @@ async fn with_postgresql_stopped_ingest_answers_503_and_recovers_without_a_resta
     let cluster = tokio::task::spawn_blocking({
         let path = cluster_directory.path().to_path_buf();
         move || {
-            wasmhook::embedded_postgres::EmbeddedPostgres::start(
+            wasmhook::store::embedded_postgres::EmbeddedPostgres::start(
                 &path,
-                wasmhook::embedded_postgres::ClusterOptions { throwaway: true },
+                wasmhook::store::embedded_postgres::ClusterOptions { throwaway: true },
             )
             .unwrap()
         }

@@ -182,7 +182,7 @@ async fn bad_uploads_are_refused_and_the_active_version_keeps_serving() {
 async fn swapping_under_load_on_two_processes_fails_nothing_and_loses_nothing() {
     let app = TestApp::spawn(&config()).await;
     let second = app
-        .start_another(wasmhook::server::Roles {
+        .start_another(wasmhook::app::serve::Roles {
             ingest: true,
             worker: true,
         })

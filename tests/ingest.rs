@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use wasmhook::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
+use wasmhook::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 
 use support::app::TestApp;
 
@@ -482,7 +482,7 @@ config = '{{"signature": {{"scheme": "none"}}}}'
         cache = support::shared_compiled_cache().display(),
     );
     let server =
-        wasmhook::server::start(wasmhook::config::Config::from_toml(&config_text).unwrap())
+        wasmhook::app::serve::start(wasmhook::config::Config::from_toml(&config_text).unwrap())
             .await
             .unwrap();
     let url = format!("http://{}/webhooks/acme", server.address);

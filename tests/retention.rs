@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use wasmhook::retention::{RetentionSettings, run_pass};
+use wasmhook::app::retention::{RetentionSettings, run_pass};
 
 use support::app::TestApp;
 use support::receiver::{Receiver, Reply};
@@ -332,7 +332,7 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
     let config = wasmhook::config::Config::from_toml(app.config_text()).unwrap();
     let pool = app.pool.clone();
     let replay = tokio::spawn(async move {
-        wasmhook::replay::replay_quarantined(&config, &pool, None)
+        wasmhook::ingest::replay::replay_quarantined(&config, &pool, None)
             .await
             .unwrap()
     });
@@ -381,7 +381,7 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
     assert_eq!(results.len(), REQUESTS);
     assert!(results.iter().all(|(_, outcome)| matches!(
         outcome,
-        wasmhook::replay::QuarantineReplay::StillFailing(_)
+        wasmhook::ingest::replay::QuarantineReplay::StillFailing(_)
     )));
     let after = run_pass(&app.pool, &settings(), 100).await.unwrap();
     assert_eq!(
@@ -411,7 +411,7 @@ async fn a_job_replay_waits_for_a_retention_batch_and_its_rows_are_then_kept() {
     // No worker: the replayed job stays due instead of being delivered during the test.
     let app = TestApp::spawn_with_roles(
         &one_source_config("acme", "generic", NO_SIGNATURE, &receiver),
-        wasmhook::server::Roles {
+        wasmhook::app::serve::Roles {
             ingest: true,
             worker: false,
         },
@@ -428,11 +428,11 @@ async fn a_job_replay_waits_for_a_retention_batch_and_its_rows_are_then_kept() {
         .unwrap();
     let pool = app.pool.clone();
     let replay = tokio::spawn(async move {
-        let filter = wasmhook::queue::ReplayFilter {
+        let filter = wasmhook::store::jobs::ReplayFilter {
             job_states: vec!["dead".to_owned()],
             ..Default::default()
         };
-        wasmhook::queue::replay(&pool, &filter).await.unwrap()
+        wasmhook::store::jobs::replay(&pool, &filter).await.unwrap()
     });
     let mut waiting = false;
     for _ in 0..3000 {
@@ -467,7 +467,7 @@ async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_on
         &receiver,
     ))
     .await;
-    let total = wasmhook::replay::QUARANTINE_PAGE_SIZE as usize * 5 / 2;
+    let total = wasmhook::ingest::replay::QUARANTINE_PAGE_SIZE as usize * 5 / 2;
     let mut seeded = std::collections::HashSet::new();
     for number in 0..total {
         // Every third request is still refused, so it stays quarantined and in the pages.
@@ -495,7 +495,7 @@ async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_on
     let replay = tokio::spawn({
         let pool = app.pool.clone();
         async move {
-            wasmhook::replay::replay_quarantined(&config, &pool, None)
+            wasmhook::ingest::replay::replay_quarantined(&config, &pool, None)
                 .await
                 .unwrap()
         }
@@ -525,7 +525,12 @@ async fn a_quarantine_replay_over_several_pages_replays_every_request_exactly_on
     assert_eq!(replayed, seeded, "every request");
     let stored = results
         .iter()
-        .filter(|(_, outcome)| matches!(outcome, wasmhook::replay::QuarantineReplay::Stored(_)))
+        .filter(|(_, outcome)| {
+            matches!(
+                outcome,
+                wasmhook::ingest::replay::QuarantineReplay::Stored(_)
+            )
+        })
         .count();
     assert_eq!(stored, total - total.div_ceil(3));
     let counts = app.counts().await;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
-use wasmhook::ingest_queue::{IngestQueue, IngestQueueSettings};
-use wasmhook::queue::{FinishedAttempt, JobState};
+use wasmhook::ingest::group_commit::{IngestQueue, IngestQueueSettings};
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
+use wasmhook::store::jobs::{FinishedAttempt, JobState};
 use wasmhook::store::{IngestOutcome, IngestWrite, RawRequest};
 
 use support::app::TestApp;
@@ -174,7 +174,7 @@ async fn one_poisoned_request_of_each_kind_fails_alone_among_a_hundred_good_ones
 
 fn good_write(number: usize) -> IngestWrite {
     let raw = raw_request(format!(r#"{{"number":{number}}}"#).into_bytes());
-    let event = wasmhook::events::NormalizedEvent {
+    let event = wasmhook::model::events::NormalizedEvent {
         id: format!("event-{number}"),
         source: "urn:test".to_owned(),
         event_type: "test.event".to_owned(),
@@ -289,7 +289,8 @@ async fn an_outage_while_a_refused_batch_is_split_fails_the_rest_at_once() {
         })
         .collect();
     let outcomes =
-        wasmhook::ingest_queue::write_or_split(&pool, &writes, Duration::from_secs(3600)).await;
+        wasmhook::ingest::group_commit::write_or_split(&pool, &writes, Duration::from_secs(3600))
+            .await;
     assert!(
         outcomes.iter().all(Result::is_err),
         "nothing is stored once the database fails: {outcomes:?}"
@@ -389,7 +390,7 @@ async fn a_finish_batch_with_one_refused_row_still_finishes_the_others() {
     let receiver = Receiver::start(Vec::new(), Reply::Status(200)).await;
     let app = TestApp::spawn_with_roles(
         &delivering_sources(&receiver),
-        wasmhook::server::Roles {
+        wasmhook::app::serve::Roles {
             ingest: true,
             worker: false,
         },
@@ -398,7 +399,7 @@ async fn a_finish_batch_with_one_refused_row_still_finishes_the_others() {
     for number in 0..3 {
         post_event(&app, number).await;
     }
-    let jobs = wasmhook::queue::claim(&app.pool, "sink", 10, Duration::from_secs(60))
+    let jobs = wasmhook::store::jobs::claim(&app.pool, "sink", 10, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(jobs.len(), 3);
@@ -426,7 +427,7 @@ async fn a_finish_batch_with_one_refused_row_still_finishes_the_others() {
         })
         .collect();
 
-    let result = wasmhook::queue::finish(&app.pool, &finished).await;
+    let result = wasmhook::store::jobs::finish(&app.pool, &finished).await;
     assert_eq!(result.ok(), Some(3), "every job moved on");
     let bodies: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT j.state, a.response_body FROM delivery_jobs j
@@ -454,7 +455,7 @@ async fn a_retried_finish_after_a_partial_success_records_each_attempt_once() {
     let receiver = Receiver::start(Vec::new(), Reply::Status(200)).await;
     let app = TestApp::spawn_with_roles(
         &delivering_sources(&receiver),
-        wasmhook::server::Roles {
+        wasmhook::app::serve::Roles {
             ingest: true,
             worker: false,
         },
@@ -463,7 +464,7 @@ async fn a_retried_finish_after_a_partial_success_records_each_attempt_once() {
     for number in 0..3 {
         post_event(&app, number).await;
     }
-    let mut jobs = wasmhook::queue::claim(&app.pool, "sink", 10, Duration::from_secs(60))
+    let mut jobs = wasmhook::store::jobs::claim(&app.pool, "sink", 10, Duration::from_secs(60))
         .await
         .unwrap();
     jobs.sort_by_key(|job| job.job_id);
@@ -493,7 +494,9 @@ async fn a_retried_finish_after_a_partial_success_records_each_attempt_once() {
         .collect();
     for retry in 0..2 {
         assert!(
-            wasmhook::queue::finish(&app.pool, &finished).await.is_err(),
+            wasmhook::store::jobs::finish(&app.pool, &finished)
+                .await
+                .is_err(),
             "try {retry}: the refused row is reported"
         );
     }
@@ -664,7 +667,7 @@ async fn body_keys_name_the_first_event_and_expire_with_the_window() {
 #[test]
 fn a_symlinked_authentication_file_is_replaced_and_its_target_left_alone() {
     use std::os::unix::fs::MetadataExt;
-    use wasmhook::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
+    use wasmhook::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
     let directory = tempfile::tempdir().unwrap();
     let options = ClusterOptions { throwaway: true };
     EmbeddedPostgres::start(directory.path(), options.clone())
@@ -793,18 +796,18 @@ async fn resends_quarantined_while_the_plugin_failed_replay_as_one_event() {
     wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
         .await
         .unwrap();
-    let results = wasmhook::replay::replay_quarantined(&fixed, &app.pool, None)
+    let results = wasmhook::ingest::replay::replay_quarantined(&fixed, &app.pool, None)
         .await
         .unwrap();
     let outcomes: Vec<&str> = results
         .iter()
         .map(|(_, outcome)| match outcome {
-            wasmhook::replay::QuarantineReplay::Stored(IngestOutcome::Accepted { .. }) => {
-                "accepted"
-            }
-            wasmhook::replay::QuarantineReplay::Stored(IngestOutcome::Duplicate { .. }) => {
-                "duplicate"
-            }
+            wasmhook::ingest::replay::QuarantineReplay::Stored(IngestOutcome::Accepted {
+                ..
+            }) => "accepted",
+            wasmhook::ingest::replay::QuarantineReplay::Stored(IngestOutcome::Duplicate {
+                ..
+            }) => "duplicate",
             _ => "other",
         })
         .collect();

@@ -242,7 +242,7 @@ impl DestinationConfig {
         {
             return Err(("url", "must be an http or https URL".to_owned()));
         }
-        if let Err(error) = crate::routes::RoutePatterns::new(&self.routes) {
+        if let Err(error) = crate::delivery::routes::RoutePatterns::new(&self.routes) {
             return Err(("routes", format!("has an invalid pattern: {error}")));
         }
         if self.routes.iter().any(|route| route.contains('\0')) {

@@ -436,7 +436,7 @@ pub fn check_ingest(input: &IngestInput) {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let fits = declared.is_none_or(|length| length <= limit as u64) && input.body.len() <= limit;
-    let read = futures::executor::block_on(crate::ingest::read_bounded_body(
+    let read = futures::executor::block_on(crate::ingest::handler::read_bounded_body(
         &headers,
         axum::body::Body::from(input.body.clone()),
         limit,
@@ -452,7 +452,7 @@ pub fn check_ingest(input: &IngestInput) {
         }
     }
 
-    let pairs = crate::ingest::header_pairs(&headers);
+    let pairs = crate::ingest::handler::header_pairs(&headers);
     assert_eq!(pairs.len(), headers.len());
     for (name, value) in &pairs {
         assert_eq!(name, &name.to_ascii_lowercase());
@@ -491,7 +491,7 @@ pub fn check_ingest(input: &IngestInput) {
     }
     verify_signed(
         &scheme,
-        &crate::ingest::header_pairs(&signed_map),
+        &crate::ingest::handler::header_pairs(&signed_map),
         &secret,
         &input.body,
         input.now,
@@ -634,7 +634,7 @@ pub fn check_plugin_output(input: &OutcomeInput) {
     }
 }
 
-fn check_event(event: &crate::events::NormalizedEvent) {
+fn check_event(event: &crate::model::events::NormalizedEvent) {
     let texts = [
         &event.id,
         &event.source,
@@ -650,7 +650,10 @@ fn check_event(event: &crate::events::NormalizedEvent) {
         assert!(!text.contains('\0'), "{event:?}");
     }
     assert!(!event.id.trim().is_empty() && !event.source.trim().is_empty());
-    assert!(event.id.len() <= crate::dedupe::MAX_ID_BYTES, "{event:?}");
+    assert!(
+        event.id.len() <= crate::model::dedupe::MAX_ID_BYTES,
+        "{event:?}"
+    );
     assert!(!event.event_type.trim().is_empty());
     assert!(chrono::DateTime::parse_from_rfc3339(&event.time).is_ok());
     assert!(!event.route_keys.is_empty());

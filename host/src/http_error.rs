@@ -52,7 +52,7 @@ impl ApiError {
     }
 
     /// A dedupe header too long to be stored as an event id; the detail names the header.
-    pub fn id_too_long(error: &crate::dedupe::IdTooLong) -> ApiError {
+    pub fn id_too_long(error: &crate::model::dedupe::IdTooLong) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "id_too_long", error.to_string())
     }
 

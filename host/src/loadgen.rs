@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use crate::signature::{self, MacEncoding, Secret, SignatureScheme};
 use crate::store;
+use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 
 const BENCH_SECRET: &str = "wasmhook-bench-secret";
 const BENCH_DATABASE: &str = "wasmhook";

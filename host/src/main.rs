@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use wasmhook::cli::plugin::{self, RunOptions, RunVerdict};
 use wasmhook::config::Config;
-use wasmhook::plugin_tools::{self, RunOptions, RunVerdict};
 
 #[derive(Parser)]
 #[command(
@@ -229,7 +229,7 @@ fn main() -> ExitCode {
                 no_ingest,
             } => serve(
                 config,
-                wasmhook::server::Roles {
+                wasmhook::app::serve::Roles {
                     ingest: !no_ingest,
                     worker: !no_worker,
                 },
@@ -250,7 +250,7 @@ fn main() -> ExitCode {
                 dry_run,
             } => replay(
                 config,
-                wasmhook::queue::ReplayFilter {
+                wasmhook::store::jobs::ReplayFilter {
                     event_row_id: event,
                     destination_name: destination,
                     source_name: source,
@@ -276,7 +276,7 @@ fn main() -> ExitCode {
                 body,
                 headers,
             } => {
-                wasmhook::send::send(wasmhook::send::SendOptions {
+                wasmhook::cli::send::send(wasmhook::cli::send::SendOptions {
                     config_path: config,
                     source_name: source,
                     body_path: body,
@@ -307,12 +307,12 @@ fn main() -> ExitCode {
                 }
             },
             Command::Plugin { command } => match command {
-                PluginCommand::Check { file } => plugin_tools::check(&file).await.map(|()| true),
+                PluginCommand::Check { file } => plugin::check(&file).await.map(|()| true),
                 PluginCommand::Run {
                     file,
                     fixtures: Some(fixtures),
                     ..
-                } => plugin_tools::run_fixtures(&file, &fixtures).await,
+                } => plugin::run_fixtures(&file, &fixtures).await,
                 PluginCommand::Run {
                     file,
                     body,
@@ -322,7 +322,7 @@ fn main() -> ExitCode {
                     secrets,
                     source,
                     received_at,
-                } => plugin_tools::run(RunOptions {
+                } => plugin::run(RunOptions {
                     plugin_path: file,
                     body_path: body.expect("clap requires --body without --fixtures"),
                     headers,
@@ -346,15 +346,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>, roles: wasmhook::server::Roles) -> anyhow::Result<()> {
+async fn serve(
+    config_path: Option<PathBuf>,
+    roles: wasmhook::app::serve::Roles,
+) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    let server = wasmhook::server::start_with_roles(config, roles).await?;
+    let server = wasmhook::app::serve::start_with_roles(config, roles).await?;
     server.serve_until(shutdown_signal()).await
 }
 
 async fn migrate(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    let database = wasmhook::server::open_database(&config).await?;
+    let database = wasmhook::app::serve::open_database(&config).await?;
     database.pool.close().await;
     if let Some(cluster) = database.embedded {
         cluster.stop().context("stopping the embedded PostgreSQL")?;
@@ -375,14 +378,14 @@ async fn shutdown_signal() {
 
 async fn replay(
     config_path: Option<PathBuf>,
-    filter: wasmhook::queue::ReplayFilter,
+    filter: wasmhook::store::jobs::ReplayFilter,
     quarantined: bool,
     request: Option<uuid::Uuid>,
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    let database = wasmhook::server::open_database(&config).await?;
-    let result = wasmhook::replay::replay_command(
+    let database = wasmhook::app::serve::open_database(&config).await?;
+    let result = wasmhook::ingest::replay::replay_command(
         &config,
         &database.pool,
         filter,

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use wasmhook::app::serve::RunningServer;
 use wasmhook::config::Config;
-use wasmhook::server::RunningServer;
 
 use super::database::TestDatabase;
 
@@ -98,13 +98,13 @@ impl Drop for TestApp {
 impl TestApp {
     /// Starts a host with the given `[[sources]]` and `[[destinations]]` TOML.
     pub async fn spawn(sources_and_more: &str) -> TestApp {
-        Self::spawn_with_roles(sources_and_more, wasmhook::server::Roles::default()).await
+        Self::spawn_with_roles(sources_and_more, wasmhook::app::serve::Roles::default()).await
     }
 
     /// Starts a host running only the given roles.
     pub async fn spawn_with_roles(
         sources_and_more: &str,
-        roles: wasmhook::server::Roles,
+        roles: wasmhook::app::serve::Roles,
     ) -> TestApp {
         Self::spawn_configured(sources_and_more, "", roles).await
     }
@@ -115,7 +115,7 @@ impl TestApp {
         Self::spawn_configured(
             sources_and_more,
             overrides,
-            wasmhook::server::Roles::default(),
+            wasmhook::app::serve::Roles::default(),
         )
         .await
     }
@@ -123,7 +123,7 @@ impl TestApp {
     async fn spawn_configured(
         sources_and_more: &str,
         overrides: &str,
-        roles: wasmhook::server::Roles,
+        roles: wasmhook::app::serve::Roles,
     ) -> TestApp {
         let database = TestDatabase::create().await;
         let plugins_dir = plugins_dir();
@@ -148,7 +148,7 @@ impl TestApp {
         let server = start(
             &self.config_text,
             &self.overrides,
-            wasmhook::server::Roles::default(),
+            wasmhook::app::serve::Roles::default(),
         )
         .await;
         self.base_url = format!("http://{}", server.address);
@@ -178,7 +178,7 @@ impl TestApp {
     }
 
     /// Another host process on the same database, running only `roles`.
-    pub async fn start_another(&self, roles: wasmhook::server::Roles) -> RunningServer {
+    pub async fn start_another(&self, roles: wasmhook::app::serve::Roles) -> RunningServer {
         start(&self.config_text, &self.overrides, roles).await
     }
 
@@ -190,11 +190,11 @@ impl TestApp {
 async fn start(
     config_text: &str,
     overrides: &str,
-    roles: wasmhook::server::Roles,
+    roles: wasmhook::app::serve::Roles,
 ) -> RunningServer {
     let config = Config::from_toml_layers(&[TEST_BASE_LAYER, config_text, overrides])
         .expect("the test configuration is valid");
-    wasmhook::server::start_with_roles(config, roles)
+    wasmhook::app::serve::start_with_roles(config, roles)
         .await
         .expect("the host starts")
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use sqlx::Executor;
 use tokio::sync::OnceCell;
-use wasmhook::embedded_postgres::{ClusterOptions, EmbeddedPostgres, stop_postmaster};
+use wasmhook::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres, stop_postmaster};
 
 struct TestServer {
     /// URL template with `{database}` where the database name goes.

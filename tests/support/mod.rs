@@ -96,7 +96,9 @@ pub fn no_secrets() -> Arc<[wasmhook::signature::Secret]> {
 }
 
 /// The events of an outcome; anything else fails the test.
-pub fn events(outcome: wasmhook::plugins::PluginOutcome) -> Vec<wasmhook::events::NormalizedEvent> {
+pub fn events(
+    outcome: wasmhook::plugins::PluginOutcome,
+) -> Vec<wasmhook::model::events::NormalizedEvent> {
     match outcome {
         wasmhook::plugins::PluginOutcome::Events(events) => events,
         other => panic!("expected events, got {other:?}"),

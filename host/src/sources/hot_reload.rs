@@ -14,7 +14,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::ingest::{ActivePlugin, IngestState};
+use crate::ingest::handler::{ActivePlugin, IngestState};
 use crate::plugins::{PluginLimits, PluginRuntime};
 use crate::store;
 
@@ -276,7 +276,7 @@ pub fn start_swapper(
                             .lock()
                             .expect("plugin breaker lock poisoned")
                             .succeeded();
-                        crate::ingest::report_plugin_breaker(&source.name, transition);
+                        crate::ingest::handler::report_plugin_breaker(&source.name, transition);
                     }
                     Err(error) => {
                         tracing::error!(

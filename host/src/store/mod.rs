@@ -6,6 +6,9 @@
 //! one delivery job per matching destination. Every text goes through `postgres_text`, so no
 //! NUL reaches PostgreSQL.
 
+pub mod embedded_postgres;
+pub mod jobs;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
 use uuid::Uuid;
 
-use crate::events::NormalizedEvent;
+use crate::model::events::NormalizedEvent;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -406,7 +409,7 @@ fn body_keys(writes: &[IngestWrite]) -> Vec<Option<(String, String)>> {
                 body_sha256: Some(digest),
                 ..
             } => Some((
-                crate::dedupe::body_key_scope(&raw.source_name),
+                crate::model::dedupe::body_key_scope(&raw.source_name),
                 hex::encode(digest),
             )),
             _ => None,

@@ -19,14 +19,14 @@ use sqlx::PgPool;
 pub struct HealthState {
     pub pool: PgPool,
     /// The sources this process serves, and the ones it cannot.
-    pub ingest: Arc<crate::ingest::IngestState>,
+    pub ingest: Arc<crate::ingest::handler::IngestState>,
     /// When the database was last asked whether it answers, and what it said. Held across the
     /// check, so that probes arriving meanwhile wait for its answer instead of asking again.
     pub last_database_check: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl HealthState {
-    pub fn new(pool: PgPool, ingest: Arc<crate::ingest::IngestState>) -> HealthState {
+    pub fn new(pool: PgPool, ingest: Arc<crate::ingest::handler::IngestState>) -> HealthState {
         HealthState {
             pool,
             ingest,
@@ -109,8 +109,11 @@ const GAUGE_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Reads the queue gauges once; a database outage leaves them as they were.
 pub async fn refresh_queue_gauges(pool: &PgPool) {
-    if let Ok(Ok((states, oldest_due_age))) =
-        tokio::time::timeout(Duration::from_secs(2), crate::queue::queue_gauges(pool)).await
+    if let Ok(Ok((states, oldest_due_age))) = tokio::time::timeout(
+        Duration::from_secs(2),
+        crate::store::jobs::queue_gauges(pool),
+    )
+    .await
     {
         crate::metrics::queue_state(&states, oldest_due_age);
     }

@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use crate::config::{DestinationConfig, SourceConfig};
 use crate::http_error::ApiError;
-use crate::ingest::{IngestState, SourceDefaults};
-use crate::queue::{self, ReplayFilter};
+use crate::ingest::handler::{IngestState, SourceDefaults};
+use crate::ingest::redaction;
 use crate::rate_limit::LoginThrottle;
-use crate::redaction;
+use crate::store::jobs::{self, ReplayFilter};
 use crate::store::{self, Change, EventFilter, SecretOwner};
 
 /// What the admin handlers share.
@@ -478,7 +478,7 @@ async fn checked_source(
         .iter()
         .map(|secret| literal_secret("secrets", secret.as_literal()))
         .collect::<Result<Vec<_>, _>>()?;
-    crate::hot_reload::register_directory_plugins(
+    crate::sources::hot_reload::register_directory_plugins(
         &state.plugins_directory,
         [input.plugin.as_str()],
         &state.runtime,
@@ -491,7 +491,7 @@ async fn checked_source(
         secrets: Vec::new(),
         updated_at: Utc::now(),
     };
-    let built = crate::ingest::build_source(
+    let built = crate::ingest::handler::build_source(
         &state.runtime,
         &state.pool,
         &candidate,
@@ -534,10 +534,14 @@ async fn source_scheme(
         .into_iter()
         .find(|source| source.record.name == name)
         .ok_or_else(|| ApiError::not_found(format!("no source named {name:?}")))?;
-    let built =
-        crate::ingest::build_source(&state.runtime, &state.pool, &source, &state.source_defaults)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
+    let built = crate::ingest::handler::build_source(
+        &state.runtime,
+        &state.pool,
+        &source,
+        &state.source_defaults,
+    )
+    .await
+    .map_err(|error| ApiError::internal(&error))?;
     let scheme = built.active.load().settings.signature.clone();
     Ok(scheme)
 }
@@ -827,8 +831,8 @@ pub struct DestinationView {
     pub stats: Option<store::DestinationStats>,
 }
 
-impl From<crate::delivery::Destination> for DestinationView {
-    fn from(destination: crate::delivery::Destination) -> Self {
+impl From<crate::delivery::attempt::Destination> for DestinationView {
+    fn from(destination: crate::delivery::attempt::Destination) -> Self {
         DestinationView {
             name: destination.name,
             url: redaction::url_without_userinfo(&destination.url),
@@ -863,7 +867,7 @@ async fn keep_stored_credentials(
     state: &AdminState,
     input: &mut DestinationConfig,
 ) -> Result<(), ApiError> {
-    let stored = queue::load_destinations(&state.pool, false)
+    let stored = jobs::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -889,7 +893,7 @@ async fn keep_stored_credentials(
 
 /// A destination's view with its secrets listed; 404 when there is none of that name.
 async fn find_destination(state: &AdminState, name: &str) -> Result<DestinationView, ApiError> {
-    let destination = queue::load_destinations(&state.pool, false)
+    let destination = jobs::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -951,7 +955,7 @@ fn destination_input(body: &[u8]) -> Result<(DestinationConfig, Option<String>),
 async fn list_destinations(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<DestinationView>>, ApiError> {
-    let destinations = queue::load_destinations(&state.pool, false)
+    let destinations = jobs::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?;
     let mut views = Vec::with_capacity(destinations.len());
@@ -1079,7 +1083,7 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<DestinationView>, ApiError> {
     find_destination(state, name).await?;
-    queue::set_paused(&state.pool, name, paused)
+    jobs::set_paused(&state.pool, name, paused)
         .await
         .map_err(|error| ApiError::internal(&error))?;
     Ok(Json(find_destination(state, name).await?))
@@ -1232,10 +1236,14 @@ async fn current_scheme(
         .ok()?
         .into_iter()
         .find(|source| source.record.name == source_name)?;
-    let built =
-        crate::ingest::build_source(&state.runtime, &state.pool, &stored, &state.source_defaults)
-            .await
-            .ok()?;
+    let built = crate::ingest::handler::build_source(
+        &state.runtime,
+        &state.pool,
+        &stored,
+        &state.source_defaults,
+    )
+    .await
+    .ok()?;
     Some(built.active.load().settings.signature.clone())
 }
 
@@ -1293,9 +1301,9 @@ async fn replay(
         until: request.until,
     };
     let count = if request.dry_run {
-        queue::count_replay(&state.pool, &filter).await
+        jobs::count_replay(&state.pool, &filter).await
     } else {
-        queue::replay(&state.pool, &filter).await
+        jobs::replay(&state.pool, &filter).await
     }
     .map_err(|error| ApiError::internal(&error))?;
     Ok(Json(ReplayAnswer {

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::delivery::Destination;
-use crate::events::NormalizedEvent;
-use crate::retry::RetryPolicy;
+use crate::delivery::attempt::Destination;
+use crate::delivery::retry::RetryPolicy;
+use crate::model::events::NormalizedEvent;
 use crate::signature::Secret;
 use crate::store::postgres_text;
 

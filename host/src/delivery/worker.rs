@@ -14,12 +14,12 @@ use uuid::Uuid;
 
 use tracing::Instrument;
 
-use crate::breaker::{Admission, CircuitBreaker, Transition};
-use crate::delivery::{Deliverer, Destination};
+use crate::delivery::attempt::{Deliverer, Destination};
+use crate::delivery::breaker::{Admission, CircuitBreaker, Transition};
+use crate::delivery::retry::{AttemptOutcome, NextStep};
 use crate::metrics;
-use crate::queue::{self, ClaimedJob, FinishedAttempt, JobState};
 use crate::rate_limit::TokenBucket;
-use crate::retry::{AttemptOutcome, NextStep};
+use crate::store::jobs::{self, ClaimedJob, FinishedAttempt, JobState};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]
@@ -199,7 +199,7 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
 
     while !*stopped.borrow() {
         if destinations_loaded_at.is_none_or(|at| at.elapsed() > Duration::from_secs(2)) {
-            match queue::load_destinations(&pool, settings.allow_private_networks).await {
+            match jobs::load_destinations(&pool, settings.allow_private_networks).await {
                 Ok(loaded) => {
                     destinations = loaded;
                     destinations_loaded_at = Some(Instant::now());
@@ -217,7 +217,7 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
         }
         if last_rescue.elapsed() >= settings.rescue_interval {
             last_rescue = Instant::now();
-            match queue::rescue_expired_leases(&pool).await {
+            match jobs::rescue_expired_leases(&pool).await {
                 Ok(0) => {}
                 Ok(rescued) => tracing::warn!(
                     "returned {rescued} jobs whose lease expired (a worker stopped mid-delivery) to the queue"
@@ -244,7 +244,7 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
                 continue;
             }
             let lease = destination.timeout + settings.lease_margin;
-            let jobs = match queue::claim(&pool, &destination.name, claimable, lease).await {
+            let jobs = match jobs::claim(&pool, &destination.name, claimable, lease).await {
                 Ok(jobs) => jobs,
                 Err(error) => {
                     tracing::warn!(destination = %destination.name, "cannot claim jobs: {error:#}");
@@ -325,7 +325,7 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
     drop(shared);
     let _ = finisher.await;
     if !unfinished.is_empty() {
-        match queue::release(&pool, &unfinished).await {
+        match jobs::release(&pool, &unfinished).await {
             Ok(released) => tracing::info!("gave back {released} unfinished deliveries"),
             Err(error) => tracing::warn!(
                 "could not give back unfinished deliveries (their leases will expire): {error:#}"
@@ -375,7 +375,7 @@ async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: Cl
                 "the receiver answered 410 Gone: pausing the destination until an operator resumes it"
             );
             metrics::destination_paused(&destination.name);
-            if let Err(error) = queue::set_paused(&shared.pool, &destination.name, true).await {
+            if let Err(error) = jobs::set_paused(&shared.pool, &destination.name, true).await {
                 tracing::error!("could not pause the destination: {error:#}");
             }
             (JobState::Failed, None)
@@ -385,7 +385,7 @@ async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: Cl
             throttled,
         } => {
             let jitter = fastrand::f64() * 2.0 - 1.0;
-            match crate::retry::next_step(
+            match crate::delivery::retry::next_step(
                 &destination.retry_policy,
                 (job.attempt - job.attempt_base).max(0) as u32,
                 *retry_after,
@@ -433,7 +433,7 @@ async fn run_finisher(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Finish
         // Bounded retries: if the database stays away, the leases expire and the rescuer
         // returns these jobs, so they are delivered again rather than lost.
         for attempt in 0..5 {
-            match queue::finish(&pool, &batch).await {
+            match jobs::finish(&pool, &batch).await {
                 Ok(_) => break,
                 Err(error) => {
                     tracing::warn!(

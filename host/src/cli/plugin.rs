@@ -435,7 +435,7 @@ fn check_expectation(expect: &Expectation, outcome: &PluginOutcome) -> anyhow::R
 /// Checks each event's data at the JSON pointers its expectation names.
 fn check_data(
     expected: &[std::collections::BTreeMap<String, serde_json::Value>],
-    events: &[crate::events::NormalizedEvent],
+    events: &[crate::model::events::NormalizedEvent],
 ) -> anyhow::Result<()> {
     if expected.len() != events.len() {
         bail!(

@@ -11,12 +11,14 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use crate::ingest::{IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes};
-use crate::ingest_queue::{IngestQueue, IngestQueueSettings};
+use crate::delivery::worker::{WorkerHandle, WorkerSettings};
+use crate::ingest::group_commit::{IngestQueue, IngestQueueSettings};
+use crate::ingest::handler::{
+    IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes,
+};
 use crate::plugins::{PluginRuntime, RuntimeSettings};
+use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use crate::store::{self, DestinationRecord};
-use crate::worker::{WorkerHandle, WorkerSettings};
 
 const EMBEDDED_DATABASE: &str = "wasmhook";
 
@@ -189,7 +191,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         source_defaults,
         runtime: runtime.clone(),
         destinations: arc_swap::ArcSwap::from_pointee(destination_routes(
-            crate::queue::load_destinations(&database.pool, false).await?,
+            crate::store::jobs::load_destinations(&database.pool, false).await?,
         )),
         queue,
         max_body_bytes: config.server.max_body_bytes,
@@ -211,19 +213,19 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             }
         })
     };
-    let swapper = crate::hot_reload::start_swapper(
+    let swapper = crate::sources::hot_reload::start_swapper(
         database.pool.clone(),
         runtime.clone(),
         state.clone(),
-        crate::hot_reload::WatchedFiles::new(&config.plugins.dir),
+        crate::sources::hot_reload::WatchedFiles::new(&config.plugins.dir),
     );
     // The router installs the metrics recorder, so the first refresh comes after it.
-    let health = crate::health::router(Arc::new(crate::health::HealthState::new(
+    let health = crate::app::health::router(Arc::new(crate::app::health::HealthState::new(
         database.pool.clone(),
         state.clone(),
     )));
-    crate::health::refresh_queue_gauges(&database.pool).await;
-    let gauge_refresher = crate::health::start_gauge_refresher(database.pool.clone());
+    crate::app::health::refresh_queue_gauges(&database.pool).await;
+    let gauge_refresher = crate::app::health::start_gauge_refresher(database.pool.clone());
     let admin = match config.admin.resolve_token()? {
         Some(token) => Some(crate::admin::router(Arc::new(
             crate::admin::AdminState::new(
@@ -243,7 +245,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         }
     };
     let router = if roles.ingest {
-        crate::ingest::router(state, config.server.pre_auth_rate_limit).merge(health)
+        crate::ingest::handler::router(state, config.server.pre_auth_rate_limit).merge(health)
     } else {
         health
     };
@@ -262,9 +264,9 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         }
         None => None,
     };
-    let retention = crate::retention::start(
+    let retention = crate::app::retention::start(
         database.pool.clone(),
-        crate::retention::RetentionSettings {
+        crate::app::retention::RetentionSettings {
             events: Duration::from_secs_f64(config.retention.events_days * 86400.0),
             replayable: Duration::from_secs_f64(config.retention.replayable_days * 86400.0),
             attempts: Duration::from_secs_f64(config.retention.attempts_days * 86400.0),
@@ -275,7 +277,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         },
     );
     let worker = roles.worker.then(|| {
-        crate::worker::start(
+        crate::delivery::worker::start(
             database.pool.clone(),
             WorkerSettings {
                 poll_interval: Duration::from_millis(config.delivery.poll_interval_ms),
@@ -295,7 +297,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!("wasmhook is listening on http://{address}");
     let (shutdown, shutdown_requested) = watch::channel(false);
-    let settings = crate::http_server::ServeSettings::from_config(&config.server);
+    let settings = crate::app::http_server::ServeSettings::from_config(&config.server);
     let mut serving = vec![serve_listener(
         listener,
         router,
@@ -327,11 +329,11 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
 fn serve_listener(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    settings: crate::http_server::ServeSettings,
+    settings: crate::app::http_server::ServeSettings,
     mut shutdown_requested: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        crate::http_server::serve(listener, router, settings, async move {
+        crate::app::http_server::serve(listener, router, settings, async move {
             let _ = shutdown_requested.wait_for(|requested| *requested).await;
         })
         .await;
@@ -368,7 +370,7 @@ async fn load_sources(
     }
     store::apply_config_sources(pool, &config_sources).await?;
     let stored = store::load_sources(pool).await?;
-    crate::hot_reload::register_directory_plugins(
+    crate::sources::hot_reload::register_directory_plugins(
         &config.plugins.dir,
         stored.iter().map(|source| source.record.plugin.as_str()),
         runtime,

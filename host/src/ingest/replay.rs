@@ -9,11 +9,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::ingest::{
+use crate::ingest::handler::{
     SourceDefaults, SourceRuntime, build_source, destination_routes, route_events,
 };
 use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings};
-use crate::queue::{self, ReplayFilter};
+use crate::store::jobs::{self, ReplayFilter};
 use crate::store::{self, IngestOutcome, IngestWrite, RawRequest};
 
 /// What became of one quarantined request.
@@ -84,7 +84,7 @@ struct Replayer<'a> {
     runtime: std::sync::Arc<PluginRuntime>,
     defaults: SourceDefaults,
     stored_sources: Vec<store::StoredSource>,
-    destinations: Vec<crate::ingest::DestinationRoutes>,
+    destinations: Vec<crate::ingest::handler::DestinationRoutes>,
     sources: HashMap<String, Result<SourceRuntime, String>>,
 }
 
@@ -101,7 +101,7 @@ impl<'a> Replayer<'a> {
             runtime,
             defaults: SourceDefaults::from_config(config),
             stored_sources: store::load_sources(pool).await?,
-            destinations: destination_routes(queue::load_destinations(pool, false).await?),
+            destinations: destination_routes(jobs::load_destinations(pool, false).await?),
             sources: HashMap::new(),
         })
     }
@@ -140,7 +140,7 @@ impl<'a> Replayer<'a> {
 async fn replay_through(
     config: &Config,
     pool: &PgPool,
-    destinations: &[crate::ingest::DestinationRoutes],
+    destinations: &[crate::ingest::handler::DestinationRoutes],
     source: &SourceRuntime,
     raw: RawRequest,
 ) -> anyhow::Result<QuarantineReplay> {
@@ -148,7 +148,7 @@ async fn replay_through(
     // A row stored before requests were redacted still holds the source's token; the plugin
     // gets `[redacted]` in its place, as it would for a request arriving now.
     let mut raw = raw;
-    crate::redaction::redact_request_headers(&active.settings.signature, &mut raw.headers);
+    crate::ingest::redaction::redact_request_headers(&active.settings.signature, &mut raw.headers);
     let plugin_request = PluginRequest {
         request_id: raw.id.to_string(),
         method: raw.method.clone(),
@@ -175,7 +175,7 @@ async fn replay_through(
             // The body key as at ingest: resends of one body that were each quarantined while
             // the plugin failed are one event once replayed, the later ones duplicates.
             let body_sha256 =
-                crate::ingest::body_key_of(source, &active.settings, &events, &raw.body);
+                crate::ingest::handler::body_key_of(source, &active.settings, &events, &raw.body);
             let write = IngestWrite::Events {
                 raw,
                 events: route_events(destinations, events),
@@ -235,10 +235,10 @@ pub async fn replay_command(
         }
     }
     if dry_run {
-        let count = queue::count_replay(pool, &filter).await?;
+        let count = jobs::count_replay(pool, &filter).await?;
         println!("{count} deliveries would be replayed");
     } else {
-        let count = queue::replay(pool, &filter).await?;
+        let count = jobs::replay(pool, &filter).await?;
         println!("{count} deliveries replayed");
     }
     Ok(())

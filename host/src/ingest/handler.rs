@@ -17,16 +17,16 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::breaker::{Admission, CircuitBreaker, Transition};
+use crate::delivery::breaker::{Admission, CircuitBreaker, Transition};
+use crate::delivery::routes::RoutePatterns;
 use crate::http_error::ApiError;
-use crate::ingest_queue::IngestQueue;
+use crate::ingest::group_commit::IngestQueue;
 use crate::metrics;
 use crate::plugins::{
     Plugin, PluginOutcome, PluginRequest, PluginRuntime, RejectionKind, RequestCheck,
     SourceSettings,
 };
 use crate::rate_limit::{AddressBuckets, TokenBucket};
-use crate::routes::RoutePatterns;
 use crate::signature::{self, Secret, SignedRequest};
 use crate::store::{IngestOutcome, IngestWrite, RawRequest};
 
@@ -186,10 +186,13 @@ async fn handle_webhook(
     // Only a verified request spends the source's budget: unsigned junk must not use up what
     // the platform is allowed to send.
     take_source_token(&source)?;
-    crate::dedupe::check_dedupe_header(active.settings.dedupe_header.as_deref(), &header_pairs)
-        .map_err(|error| ApiError::id_too_long(&error))?;
+    crate::model::dedupe::check_dedupe_header(
+        active.settings.dedupe_header.as_deref(),
+        &header_pairs,
+    )
+    .map_err(|error| ApiError::id_too_long(&error))?;
     // Authentic: its credentials are neither stored nor handed to the plugin.
-    crate::redaction::redact_request_headers(&active.settings.signature, &mut header_pairs);
+    crate::ingest::redaction::redact_request_headers(&active.settings.signature, &mut header_pairs);
 
     let request_id = Uuid::now_v7();
     let raw = RawRequest {
@@ -324,10 +327,10 @@ async fn handle_webhook(
 pub fn body_key_of(
     source: &SourceRuntime,
     settings: &SourceSettings,
-    events: &[crate::events::NormalizedEvent],
+    events: &[crate::model::events::NormalizedEvent],
     body: &[u8],
 ) -> Option<[u8; 32]> {
-    crate::dedupe::body_key(
+    crate::model::dedupe::body_key(
         &settings.signature,
         source.dedupe_on_body,
         events.iter().map(|event| event.event_type.as_str()),
@@ -474,7 +477,7 @@ impl IngestState {
     }
 
     pub async fn refresh_destinations(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
-        let destinations = crate::queue::load_destinations(pool, false).await?;
+        let destinations = crate::store::jobs::load_destinations(pool, false).await?;
         self.destinations
             .store(Arc::new(destination_routes(destinations)));
         Ok(())
@@ -484,7 +487,7 @@ impl IngestState {
 /// The compiled routes of each destination; one whose stored routes do not compile is
 /// skipped (and logged), since the API and the config refuse such routes.
 pub fn destination_routes(
-    destinations: Vec<crate::delivery::Destination>,
+    destinations: Vec<crate::delivery::attempt::Destination>,
 ) -> Vec<DestinationRoutes> {
     destinations
         .into_iter()
@@ -504,8 +507,8 @@ pub fn destination_routes(
 /// Pairs each event with the names of the destinations whose routes match it.
 pub fn route_events(
     destinations: &[DestinationRoutes],
-    events: Vec<crate::events::NormalizedEvent>,
-) -> Vec<(crate::events::NormalizedEvent, Vec<String>)> {
+    events: Vec<crate::model::events::NormalizedEvent>,
+) -> Vec<(crate::model::events::NormalizedEvent, Vec<String>)> {
     events
         .into_iter()
         .map(|event| {
@@ -614,8 +617,8 @@ pub async fn build_source(
         serde_json::from_value(record.limit_overrides.clone())
             .context("reading the source's limit overrides")?;
     let limits = overrides.apply(&defaults.limits);
-    let version_id = crate::hot_reload::active_version(pool, &record.plugin).await?;
-    let active = crate::hot_reload::load_for_source(
+    let version_id = crate::sources::hot_reload::active_version(pool, &record.plugin).await?;
+    let active = crate::sources::hot_reload::load_for_source(
         runtime,
         pool,
         &record.plugin,

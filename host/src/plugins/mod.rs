@@ -24,8 +24,8 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::events::NormalizedEvent;
 use crate::metrics;
+use crate::model::events::NormalizedEvent;
 use crate::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 pub(crate) mod bindings {
@@ -1564,11 +1564,11 @@ pub(crate) fn outcome_from_wit(
             for (index, event) in events.into_iter().enumerate() {
                 // The id is a btree key of `dedupe_keys`; a longer one would be refused by
                 // PostgreSQL and fail the group-commit transaction shared with other requests.
-                if event.id.len() > crate::dedupe::MAX_ID_BYTES {
+                if event.id.len() > crate::model::dedupe::MAX_ID_BYTES {
                     return Err(InvalidAnswer::EventIdTooLong(format!(
                         "event {index}: the id is {} bytes long; an id is at most {} bytes",
                         event.id.len(),
-                        crate::dedupe::MAX_ID_BYTES
+                        crate::model::dedupe::MAX_ID_BYTES
                     )));
                 }
                 let event = event_from_wit(event, received_at)

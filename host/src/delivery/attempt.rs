@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::retry::{self, AttemptOutcome, RetryPolicy};
+use crate::delivery::retry::{self, AttemptOutcome, RetryPolicy};
 use crate::signature::{self, Secret};
 
 /// Response bytes kept in the attempt record.

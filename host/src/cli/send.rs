@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::cli::plugin::parse_header_line;
 use crate::config::Config;
-use crate::plugin_tools::parse_header_line;
 use crate::plugins::{PluginRuntime, RuntimeSettings};
 use crate::signature;
 
