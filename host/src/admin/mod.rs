@@ -20,9 +20,10 @@ use uuid::Uuid;
 
 use crate::config::{DestinationConfig, SourceConfig};
 use crate::http_error::ApiError;
-use crate::ingest::handler::{IngestState, SourceDefaults};
+use crate::ingest::handler::IngestState;
 use crate::ingest::redaction;
 use crate::rate_limit::LoginThrottle;
+use crate::sources::registry::SourceDefaults;
 use crate::store::jobs::{self, ReplayFilter};
 use crate::store::{self, Change, EventFilter, SecretOwner};
 
@@ -76,7 +77,7 @@ impl AdminState {
 
     async fn sources_changed(&self) {
         if let Some(ingest) = &self.ingest
-            && let Err(error) = ingest.refresh_sources(&self.pool).await
+            && let Err(error) = ingest.registry.refresh_sources(&self.pool).await
         {
             tracing::warn!("cannot refresh sources after an admin change: {error:#}");
         }
@@ -84,7 +85,7 @@ impl AdminState {
 
     async fn destinations_changed(&self) {
         if let Some(ingest) = &self.ingest
-            && let Err(error) = ingest.refresh_destinations(&self.pool).await
+            && let Err(error) = ingest.registry.refresh_destinations(&self.pool).await
         {
             tracing::warn!("cannot refresh destinations after an admin change: {error:#}");
         }
@@ -491,7 +492,7 @@ async fn checked_source(
         secrets: Vec::new(),
         updated_at: Utc::now(),
     };
-    let built = crate::ingest::handler::build_source(
+    let built = crate::sources::registry::build_source(
         &state.runtime,
         &state.pool,
         &candidate,
@@ -534,7 +535,7 @@ async fn source_scheme(
         .into_iter()
         .find(|source| source.record.name == name)
         .ok_or_else(|| ApiError::not_found(format!("no source named {name:?}")))?;
-    let built = crate::ingest::handler::build_source(
+    let built = crate::sources::registry::build_source(
         &state.runtime,
         &state.pool,
         &source,
@@ -1227,7 +1228,7 @@ async fn current_scheme(
     source_name: &str,
 ) -> Option<crate::signature::SignatureScheme> {
     if let Some(ingest) = &state.ingest
-        && let Some(source) = ingest.sources.load().get(source_name)
+        && let Some(source) = ingest.registry.get(source_name)
     {
         return Some(source.active.load().settings.signature.clone());
     }
@@ -1236,7 +1237,7 @@ async fn current_scheme(
         .ok()?
         .into_iter()
         .find(|source| source.record.name == source_name)?;
-    let built = crate::ingest::handler::build_source(
+    let built = crate::sources::registry::build_source(
         &state.runtime,
         &state.pool,
         &stored,
