@@ -1,9 +1,10 @@
 //! Hot-loading plugins. Plugin versions live in PostgreSQL, so every host process runs the same
 //! ones. At start, a plugin file that is new or changed in the plugins directory becomes the
 //! active version. While running, a swapper follows the active versions (woken by `NOTIFY
-//! wasmhook_plugins`, with a one-second poll as a fallback): it compiles the new version off
-//! the request path, checks it against each source's configuration, then swaps it in
-//! atomically. Requests already running finish on the version they started with.
+//! wasmhook_plugins`, with a one-second poll as a fallback) and has the source registry swap
+//! them in (`SourceRegistry::follow_active_versions`): each new version is compiled off the
+//! request path and checked against each source's configuration first. Requests already
+//! running finish on the version they started with.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
