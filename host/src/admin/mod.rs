@@ -1352,7 +1352,7 @@ async fn upload_plugin(
         .await
         .map_err(|error| ApiError::invalid_field("body", error))?;
     let manifest = serde_json::to_value(plugin.manifest())
-        .map_err(|error| ApiError::internal(&error.into()))?;
+        .map_err(|error| ApiError::internal(&anyhow::Error::from(error)))?;
     let (version_id, _) =
         store::register_plugin_version(&state.pool, &name, plugin.content_hash(), &body, &manifest)
             .await

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -17,6 +16,7 @@ use crate::delivery::attempt::Destination;
 use crate::delivery::retry::RetryPolicy;
 use crate::model::events::NormalizedEvent;
 use crate::signature::Secret;
+use crate::store::error::{Context, StoreError};
 use crate::store::postgres_text;
 
 #[derive(sqlx::FromRow)]
@@ -47,7 +47,7 @@ fn milliseconds(value: i32) -> Duration {
 pub async fn load_destinations(
     pool: &PgPool,
     allow_private_everywhere: bool,
-) -> anyhow::Result<Vec<Destination>> {
+) -> Result<Vec<Destination>, StoreError> {
     let rows: Vec<DestinationRow> = sqlx::query_as(
         "SELECT name, url, routes, headers, timeout_ms, retry_schedule_ms,
                 throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
@@ -130,7 +130,7 @@ pub async fn claim(
     destination_name: &str,
     limit: usize,
     lease: Duration,
-) -> anyhow::Result<Vec<ClaimedJob>> {
+) -> Result<Vec<ClaimedJob>, StoreError> {
     let mut transaction = pool.begin().await.context("beginning a claim")?;
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *transaction)
@@ -222,9 +222,9 @@ pub struct FinishedAttempt {
 ///
 /// When PostgreSQL refuses the batch (a row it cannot hold), each attempt is finished alone, so
 /// that one bad row does not keep the others' jobs `running` to be rescued and delivered again.
-pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
+pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> Result<u64, StoreError> {
     match finish_together(pool, finished).await {
-        Err(error) if crate::store::refused_by_database(&error) => {
+        Err(error) if error.is_row_refusal() => {
             tracing::warn!(
                 "the database refused a finish batch of {} attempts ({error:#}); finishing them one by one",
                 finished.len()
@@ -249,9 +249,9 @@ pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Resu
 
 /// Finishes one attempt; if its record is still refused, records it without its response
 /// excerpt and error text, so that the job moves on instead of being delivered forever.
-async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> anyhow::Result<u64> {
+async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> Result<u64, StoreError> {
     match finish_together(pool, std::slice::from_ref(attempt)).await {
-        Err(error) if crate::store::refused_by_database(&error) => {
+        Err(error) if error.is_row_refusal() => {
             tracing::error!(
                 job_id = %attempt.job_id,
                 "the database refused an attempt record ({error:#}); recording it without its response excerpt"
@@ -269,7 +269,7 @@ async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> anyhow::Resul
     }
 }
 
-async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
+async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> Result<u64, StoreError> {
     if finished.is_empty() {
         return Ok(0);
     }
@@ -351,7 +351,7 @@ async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow:
 
 /// Returns jobs whose lease expired (their worker died) to the queue; the attempt stays
 /// spent. Returns how many were rescued.
-pub async fn rescue_expired_leases(pool: &PgPool) -> anyhow::Result<u64> {
+pub async fn rescue_expired_leases(pool: &PgPool) -> Result<u64, StoreError> {
     Ok(sqlx::query(
         "UPDATE delivery_jobs SET state = 'retrying', lease_expires_at = NULL, next_attempt_at = now()
          WHERE state = 'running' AND lease_expires_at < now()",
@@ -364,7 +364,7 @@ pub async fn rescue_expired_leases(pool: &PgPool) -> anyhow::Result<u64> {
 
 /// Gives back jobs this worker claimed but did not finish (graceful shutdown): the attempt is
 /// not counted, and the job is due again at once.
-pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> anyhow::Result<u64> {
+pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> Result<u64, StoreError> {
     Ok(sqlx::query(
         "UPDATE delivery_jobs j
          SET state = CASE WHEN j.attempt > 1 THEN 'retrying' ELSE 'due' END,
@@ -381,7 +381,11 @@ pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> anyhow::Result<u64>
 }
 
 /// Pauses a destination (its receiver answered 410 Gone, or an operator asked).
-pub async fn set_paused(pool: &PgPool, destination_name: &str, paused: bool) -> anyhow::Result<()> {
+pub async fn set_paused(
+    pool: &PgPool,
+    destination_name: &str,
+    paused: bool,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE destinations SET paused = $2, updated_at = now() WHERE name = $1")
         .bind(destination_name)
         .bind(paused)
@@ -430,7 +434,7 @@ fn bind_replay<'q>(
 }
 
 /// Counts the jobs a replay would make due (a dry run).
-pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
+pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) {REPLAY_MATCH}");
     bind_replay(sqlx::query_scalar(&sql), filter)
         .fetch_one(pool)
@@ -440,7 +444,7 @@ pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Resul
 
 /// Makes the matching finished jobs due again with a fresh set of attempts (the schedule
 /// starts over; attempt numbers keep counting).
-pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
+pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> Result<i64, StoreError> {
     let sql = format!(
         "WITH matching AS (SELECT j.id {REPLAY_MATCH})
          , replayed AS (
@@ -470,7 +474,9 @@ pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64>
 }
 
 /// Jobs by state (the not-yet-finished ones and the dead) and the age of the oldest due job.
-pub async fn queue_gauges(pool: &PgPool) -> anyhow::Result<(Vec<(String, i64)>, Option<Duration>)> {
+pub async fn queue_gauges(
+    pool: &PgPool,
+) -> Result<(Vec<(String, i64)>, Option<Duration>), StoreError> {
     let states: Vec<(String, i64)> = sqlx::query_as(
         "SELECT state, count(*) FROM delivery_jobs
          WHERE state IN ('due', 'running', 'retrying', 'dead') GROUP BY state",

@@ -7,26 +7,22 @@
 //! NUL reaches PostgreSQL.
 
 pub mod embedded_postgres;
+pub mod error;
 pub mod jobs;
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
 use uuid::Uuid;
 
 use crate::model::events::NormalizedEvent;
+use crate::store::error::{Context, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
-
-/// The store is unreachable or failed; the request must not be acknowledged.
-#[derive(Debug, thiserror::Error)]
-#[error("the database is unavailable: {0}")]
-pub struct StoreUnavailable(pub String);
 
 /// Opens a connection pool. Connections are made lazily, so a pool outlives a database outage
 /// and reconnects by itself when the database returns.
@@ -34,7 +30,7 @@ pub fn connect(
     url: &str,
     max_connections: u32,
     acquire_timeout: Duration,
-) -> anyhow::Result<PgPool> {
+) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url)
         .context("parsing the database URL")?
         .log_statements(tracing::log::LevelFilter::Trace)
@@ -46,7 +42,7 @@ pub fn connect(
 }
 
 /// Creates `database` on the server of `admin_url` if it does not exist yet.
-pub async fn create_database_if_missing(admin_url: &str, database: &str) -> anyhow::Result<()> {
+pub async fn create_database_if_missing(admin_url: &str, database: &str) -> Result<(), StoreError> {
     let pool = connect(admin_url, 1, Duration::from_secs(10))?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
@@ -64,8 +60,13 @@ pub async fn create_database_if_missing(admin_url: &str, database: &str) -> anyh
 }
 
 /// Runs the migrations in `migrations/`.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("running the migrations")
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await.map_err(|error| match error {
+        sqlx::migrate::MigrateError::Execute(error) => {
+            StoreError::from_sqlx("running the migrations", &error)
+        }
+        other => StoreError::other(format!("running the migrations: {other}")),
+    })
 }
 
 /// Whether the database answers a trivial query.
@@ -118,7 +119,7 @@ async fn write_destination_settings(
     transaction: &mut sqlx::PgConnection,
     destination: &DestinationRecord,
     mode: WriteMode,
-) -> anyhow::Result<bool> {
+) -> Result<bool, StoreError> {
     if mode == WriteMode::Update
         && !lock_owner(transaction, SecretOwner::Destination, &destination.name).await?
     {
@@ -174,7 +175,7 @@ async fn write_destination_settings(
 pub async fn apply_config_destinations(
     pool: &PgPool,
     destinations: &[(DestinationRecord, Option<String>)],
-) -> anyhow::Result<Vec<(String, String)>> {
+) -> Result<Vec<(String, String)>, StoreError> {
     let mut generated = Vec::new();
     for (destination, secret) in destinations {
         let mut transaction = pool.begin().await.context("starting a transaction")?;
@@ -218,7 +219,7 @@ pub async fn create_destination(
     pool: &PgPool,
     destination: &DestinationRecord,
     secret: &str,
-) -> anyhow::Result<Change> {
+) -> Result<Change, StoreError> {
     let mut transaction = pool.begin().await.context("starting a transaction")?;
     if !write_destination_settings(&mut transaction, destination, WriteMode::Create).await? {
         return Ok(Change::AlreadyExists);
@@ -243,7 +244,7 @@ pub async fn update_destination(
     pool: &PgPool,
     destination: &DestinationRecord,
     secret: Option<&str>,
-) -> anyhow::Result<Change> {
+) -> Result<Change, StoreError> {
     let mut transaction = pool.begin().await.context("starting a transaction")?;
     if !write_destination_settings(&mut transaction, destination, WriteMode::Update).await? {
         return Ok(Change::NotFound);
@@ -318,52 +319,6 @@ pub enum IngestOutcome {
     Quarantined { request_id: Uuid },
 }
 
-/// Why a batch of writes was not stored.
-#[derive(Debug, thiserror::Error)]
-pub enum BatchError {
-    /// PostgreSQL refused a statement (a value it cannot hold, a deadlock): the same writes
-    /// may be stored one by one, so that only a bad one fails.
-    #[error("the database refused the batch: {0}")]
-    Refused(String),
-    /// The database could not be reached or failed; every write of the batch fails alike.
-    #[error(transparent)]
-    Unavailable(#[from] StoreUnavailable),
-}
-
-impl From<BatchError> for StoreUnavailable {
-    fn from(error: BatchError) -> StoreUnavailable {
-        match error {
-            BatchError::Refused(message) => StoreUnavailable(message),
-            BatchError::Unavailable(unavailable) => unavailable,
-        }
-    }
-}
-
-/// Whether PostgreSQL refused what a statement carried, or a value could not be encoded: then
-/// the same rows may fail or succeed on their own. An outage (the server shutting down, too
-/// many connections, a lost connection) is not: trying the writes one by one would only
-/// multiply the waiting.
-pub(crate) fn refused_by_database(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
-            Some(sqlx::Error::Encode(_)) => true,
-            Some(sqlx::Error::Database(database)) => {
-                database.code().is_some_and(|code| is_row_refusal(&code))
-            }
-            _ => false,
-        })
-}
-
-/// SQLSTATE classes of a refusal tied to the rows: data exceptions (22, such as a NUL in text
-/// or a time out of range), integrity constraints (23), a rollback for a conflict with another
-/// transaction (40: deadlock, serialization) and program limits (54, such as the btree row size).
-fn is_row_refusal(sqlstate: &str) -> bool {
-    ["22", "23", "40", "54"]
-        .iter()
-        .any(|class| sqlstate.starts_with(class))
-}
-
 /// Text as PostgreSQL can hold it. A `text` value (and a string inside `jsonb`) cannot contain
 /// NUL, and one such value fails its statement and every write sharing the transaction, so
 /// every text the host writes passes through here: NUL becomes U+FFFD, as invalid UTF-8
@@ -374,25 +329,6 @@ pub(crate) fn postgres_text(text: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(text)
     }
-}
-
-/// Stores a batch of writes in one transaction and says what became of each.
-pub async fn write_batch(
-    pool: &PgPool,
-    writes: &[IngestWrite],
-    dedupe_window: Duration,
-    now: DateTime<Utc>,
-) -> Result<Vec<IngestOutcome>, BatchError> {
-    write_batch_inner(pool, writes, dedupe_window, now)
-        .await
-        .map_err(|error| {
-            let message = format!("{error:#}");
-            if refused_by_database(&error) {
-                BatchError::Refused(message)
-            } else {
-                BatchError::Unavailable(StoreUnavailable(message))
-            }
-        })
 }
 
 /// A row of `dedupe_keys`: the scope (a source name, or a source's body-key scope) and the key
@@ -496,12 +432,13 @@ struct BatchPlan<'a> {
     repointed: Vec<(DedupeKey<'a>, Uuid)>,
 }
 
-async fn write_batch_inner(
+/// Stores a batch of writes in one transaction and says what became of each.
+pub async fn write_batch(
     pool: &PgPool,
     writes: &[IngestWrite],
     dedupe_window: Duration,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<IngestOutcome>> {
+) -> Result<Vec<IngestOutcome>, StoreError> {
     let body_keys = body_keys(writes);
     let (row_ids, first_claim) = plan_claims(writes, &body_keys);
     // Keys in a fixed order, so that concurrent batches lock them in the same order.
@@ -541,7 +478,7 @@ async fn claim_keys<'a>(
     keys: &[(DedupeKey<'a>, Uuid)],
     dedupe_window: Duration,
     now: DateTime<Utc>,
-) -> anyhow::Result<std::collections::HashSet<DedupeKey<'a>>> {
+) -> Result<std::collections::HashSet<DedupeKey<'a>>, StoreError> {
     let won: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO dedupe_keys (source_name, event_id, event_row_id, created_at)
          SELECT source_name, event_id, event_row_id, $4
@@ -576,7 +513,7 @@ async fn claim_keys<'a>(
 async fn first_arrivals<'a>(
     transaction: &mut sqlx::PgConnection,
     lost: &[DedupeKey<'a>],
-) -> anyhow::Result<HashMap<DedupeKey<'a>, Uuid>> {
+) -> Result<HashMap<DedupeKey<'a>, Uuid>, StoreError> {
     if lost.is_empty() {
         return Ok(HashMap::new());
     }
@@ -621,7 +558,7 @@ fn resolve_batch<'a>(
     row_ids: &[Vec<Uuid>],
     body_keys: &'a [Option<(String, String)>],
     mut claims: Claims<'a>,
-) -> anyhow::Result<BatchPlan<'a>> {
+) -> Result<BatchPlan<'a>, StoreError> {
     let mut plan = BatchPlan::default();
     for ((write, ids), body_key) in writes.iter().zip(row_ids).zip(body_keys) {
         match write {
@@ -652,8 +589,10 @@ fn resolve_events<'a>(
     events: &'a [(NormalizedEvent, Vec<String>)],
     ids: &[Uuid],
     body_key: Option<DedupeKey<'a>>,
-) -> anyhow::Result<IngestOutcome> {
-    let first_row = *ids.first().context("a write without events")?;
+) -> Result<IngestOutcome, StoreError> {
+    let first_row = *ids
+        .first()
+        .ok_or_else(|| StoreError::other("a write without events"))?;
     let body_won = body_key.is_none_or(|key| claims.won_by(key, first_row));
     let mut first_duplicate = None;
     if let Some(key) = body_key
@@ -687,7 +626,7 @@ fn resolve_events<'a>(
         .first()
         .copied()
         .or(first_duplicate)
-        .context("a write without events")?;
+        .ok_or_else(|| StoreError::other("a write without events"))?;
     won_but_not_stored.extend(body_key.filter(|_| body_won));
     for key in won_but_not_stored {
         claims.targets.insert(key, stands_for);
@@ -710,7 +649,7 @@ fn resolve_events<'a>(
 async fn count_suppressed(
     transaction: &mut sqlx::PgConnection,
     suppressed: &HashMap<DedupeKey<'_>, i32>,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     if suppressed.is_empty() {
         return Ok(());
     }
@@ -749,7 +688,7 @@ async fn count_suppressed(
 async fn repoint_keys(
     transaction: &mut sqlx::PgConnection,
     repointed: &[(DedupeKey<'_>, Uuid)],
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     if repointed.is_empty() {
         return Ok(());
     }
@@ -793,7 +732,7 @@ fn stored_headers(raw: &RawRequest) -> serde_json::Value {
 async fn insert_raw_requests(
     transaction: &mut sqlx::PgConnection,
     raw_rows: &[(&RawRequest, &'static str, Option<&str>)],
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     if raw_rows.is_empty() {
         return Ok(());
     }
@@ -828,7 +767,7 @@ async fn insert_events(
     transaction: &mut sqlx::PgConnection,
     event_rows: &[(Uuid, &RawRequest, &NormalizedEvent)],
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     if event_rows.is_empty() {
         return Ok(());
     }
@@ -903,7 +842,7 @@ async fn insert_jobs(
     transaction: &mut sqlx::PgConnection,
     job_rows: &[(Uuid, Uuid, &str)],
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     if job_rows.is_empty() {
         return Ok(());
     }
@@ -973,7 +912,7 @@ pub async fn quarantined_requests(
     request_id: Option<Uuid>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> anyhow::Result<Vec<RawRequest>> {
+) -> Result<Vec<RawRequest>, StoreError> {
     let rows: Vec<RawRequestRow> = sqlx::query_as(
         "SELECT id, source_name, received_at, method, path, query, headers, body, plugin
          FROM raw_requests
@@ -1005,7 +944,7 @@ pub async fn quarantined_requests(
 }
 
 /// Counts the quarantined requests a replay would run (one by id, or every one).
-pub async fn count_quarantined(pool: &PgPool, request_id: Option<Uuid>) -> anyhow::Result<i64> {
+pub async fn count_quarantined(pool: &PgPool, request_id: Option<Uuid>) -> Result<i64, StoreError> {
     sqlx::query_scalar(
         "SELECT count(*) FROM raw_requests
          WHERE status = 'quarantined' AND ($1::uuid IS NULL OR id = $1)",
@@ -1035,7 +974,7 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    pub async fn hold(pool: &PgPool) -> anyhow::Result<ReplayGuard> {
+    pub async fn hold(pool: &PgPool) -> Result<ReplayGuard, StoreError> {
         use sqlx::ConnectOptions;
         let mut connection = pool
             .connect_options()
@@ -1087,7 +1026,7 @@ pub async fn delete_expired_batch(
     attempts_before: DateTime<Utc>,
     dedupe_keys_before: DateTime<Utc>,
     batch: i64,
-) -> anyhow::Result<RetentionBatch> {
+) -> Result<RetentionBatch, StoreError> {
     let (raw_requests, replayable_requests, replayable_skipped) =
         delete_expired_requests(pool, events_before, replayable_before, batch).await?;
     let attempts = sqlx::query(
@@ -1131,7 +1070,7 @@ async fn delete_expired_requests(
     events_before: DateTime<Utc>,
     replayable_before: DateTime<Utc>,
     batch: i64,
-) -> anyhow::Result<(u64, u64, bool)> {
+) -> Result<(u64, u64, bool), StoreError> {
     let mut transaction = pool.begin().await.context("starting a retention batch")?;
     if !try_guard(&mut transaction, REPLAY_GUARD_LOCK).await? {
         return Ok((0, 0, true));
@@ -1169,7 +1108,7 @@ async fn delete_expired_requests(
 
 /// Takes a replay guard exclusively for the transaction, without waiting; `false` when a
 /// replay holds it.
-async fn try_guard(transaction: &mut sqlx::PgConnection, lock: i64) -> anyhow::Result<bool> {
+async fn try_guard(transaction: &mut sqlx::PgConnection, lock: i64) -> Result<bool, StoreError> {
     sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(lock)
         .fetch_one(transaction)
@@ -1182,7 +1121,7 @@ async fn delete_expired_replayable(
     transaction: &mut sqlx::PgConnection,
     replayable_before: DateTime<Utc>,
     batch: i64,
-) -> anyhow::Result<u64> {
+) -> Result<u64, StoreError> {
     let replayable = sqlx::query(
         "DELETE FROM raw_requests WHERE id IN (
              SELECT r.id FROM raw_requests r
@@ -1207,7 +1146,7 @@ async fn delete_expired_replayable(
 }
 
 /// Marks a quarantined request as handled (its events turned out to be duplicates on replay).
-pub async fn mark_request_accepted(pool: &PgPool, request_id: Uuid) -> anyhow::Result<()> {
+pub async fn mark_request_accepted(pool: &PgPool, request_id: Uuid) -> Result<(), StoreError> {
     sqlx::query("UPDATE raw_requests SET status = 'accepted', error = NULL WHERE id = $1")
         .bind(request_id)
         .execute(pool)
@@ -1225,7 +1164,7 @@ pub struct StoredCounts {
     pub delivery_jobs: i64,
 }
 
-pub async fn stored_counts(pool: &PgPool) -> anyhow::Result<StoredCounts> {
+pub async fn stored_counts(pool: &PgPool) -> Result<StoredCounts, StoreError> {
     let (raw_requests, quarantined, events, delivery_jobs): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM raw_requests),
                 (SELECT count(*) FROM raw_requests WHERE status = 'quarantined'),
@@ -1246,24 +1185,6 @@ pub async fn stored_counts(pool: &PgPool) -> anyhow::Result<StoredCounts> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_refusals_tied_to_the_rows_split_a_batch() {
-        let table = [
-            ("22021", true),  // invalid byte sequence (a NUL in text)
-            ("22008", true),  // a time out of range
-            ("23514", true),  // a check constraint
-            ("40P01", true),  // a deadlock
-            ("54000", true),  // an index row over the btree limit
-            ("57P01", false), // the server is shutting down
-            ("53300", false), // too many connections
-            ("08006", false), // the connection failed
-            ("42P01", false), // a missing table: every write fails alike
-        ];
-        for (sqlstate, row_refusal) in table {
-            assert_eq!(is_row_refusal(sqlstate), row_refusal, "{sqlstate}");
-        }
-    }
 
     #[test]
     fn nul_is_replaced_in_every_text_written() {
@@ -1294,7 +1215,7 @@ mod tests {
 }
 
 /// Deletes a destination with its jobs.
-pub async fn delete_destination(pool: &PgPool, name: &str) -> anyhow::Result<Change> {
+pub async fn delete_destination(pool: &PgPool, name: &str) -> Result<Change, StoreError> {
     let deleted = sqlx::query("DELETE FROM destinations WHERE name = $1")
         .bind(name)
         .execute(pool)
@@ -1318,7 +1239,7 @@ pub struct DestinationStats {
     pub last_error: Option<String>,
 }
 
-pub async fn destination_stats(pool: &PgPool, name: &str) -> anyhow::Result<DestinationStats> {
+pub async fn destination_stats(pool: &PgPool, name: &str) -> Result<DestinationStats, StoreError> {
     let (delivered, failed, dead, pending): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'delivered'),
                 count(*) FILTER (WHERE state = 'failed'),
@@ -1375,7 +1296,10 @@ pub struct EventSummary {
     pub duplicates_suppressed: i32,
 }
 
-pub async fn list_events(pool: &PgPool, filter: &EventFilter) -> anyhow::Result<Vec<EventSummary>> {
+pub async fn list_events(
+    pool: &PgPool,
+    filter: &EventFilter,
+) -> Result<Vec<EventSummary>, StoreError> {
     sqlx::query_as(
         "SELECT e.id, e.source_name, e.event_id, e.event_type, e.subject, e.created_at,
                 e.raw_request_id, coalesce(d.duplicates_suppressed, 0) AS duplicates_suppressed
@@ -1413,7 +1337,7 @@ pub struct QuarantinedSummary {
 pub async fn list_quarantined(
     pool: &PgPool,
     filter: &EventFilter,
-) -> anyhow::Result<Vec<QuarantinedSummary>> {
+) -> Result<Vec<QuarantinedSummary>, StoreError> {
     sqlx::query_as(
         "SELECT id, source_name, received_at, plugin, error FROM raw_requests
          WHERE status = 'quarantined'
@@ -1489,7 +1413,7 @@ pub struct AttemptView {
     pub outcome: String,
 }
 
-pub async fn event_detail(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<EventDetail>> {
+pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>, StoreError> {
     type EventRow = (
         Uuid,
         String,
@@ -1597,7 +1521,7 @@ pub async fn register_plugin_version(
     content_sha256: &str,
     component: &[u8],
     manifest: &serde_json::Value,
-) -> anyhow::Result<(Uuid, bool)> {
+) -> Result<(Uuid, bool), StoreError> {
     // `xmax = 0` holds for a row this statement inserted, not for one it found.
     sqlx::query_as(
         "INSERT INTO plugin_versions (id, plugin_name, content_sha256, component, manifest)
@@ -1616,7 +1540,9 @@ pub async fn register_plugin_version(
 }
 
 /// The active version of every plugin: (plugin name, version id, content hash).
-pub async fn active_plugin_versions(pool: &PgPool) -> anyhow::Result<Vec<(String, Uuid, String)>> {
+pub async fn active_plugin_versions(
+    pool: &PgPool,
+) -> Result<Vec<(String, Uuid, String)>, StoreError> {
     sqlx::query_as(
         "SELECT DISTINCT ON (a.plugin_name) a.plugin_name, v.id, v.content_sha256
          FROM plugin_activations a JOIN plugin_versions v ON v.id = a.version_id
@@ -1633,7 +1559,7 @@ pub async fn activate_plugin_version(
     pool: &PgPool,
     plugin_name: &str,
     version_id: Uuid,
-) -> anyhow::Result<bool> {
+) -> Result<bool, StoreError> {
     let mut transaction = pool.begin().await.context("beginning an activation")?;
     let inserted = sqlx::query(
         "INSERT INTO plugin_activations (plugin_name, version_id)
@@ -1663,7 +1589,7 @@ pub async fn activate_plugin_version(
 pub async fn previous_plugin_version(
     pool: &PgPool,
     plugin_name: &str,
-) -> anyhow::Result<Option<Uuid>> {
+) -> Result<Option<Uuid>, StoreError> {
     sqlx::query_scalar(
         "WITH history AS (
              SELECT version_id, id FROM plugin_activations WHERE plugin_name = $1
@@ -1680,7 +1606,7 @@ pub async fn previous_plugin_version(
 }
 
 /// A stored component's bytes.
-pub async fn plugin_component(pool: &PgPool, version_id: Uuid) -> anyhow::Result<Vec<u8>> {
+pub async fn plugin_component(pool: &PgPool, version_id: Uuid) -> Result<Vec<u8>, StoreError> {
     sqlx::query_scalar("SELECT component FROM plugin_versions WHERE id = $1")
         .bind(version_id)
         .fetch_one(pool)
@@ -1700,7 +1626,7 @@ pub struct PluginVersionView {
     pub active: bool,
 }
 
-pub async fn list_plugin_versions(pool: &PgPool) -> anyhow::Result<Vec<PluginVersionView>> {
+pub async fn list_plugin_versions(pool: &PgPool) -> Result<Vec<PluginVersionView>, StoreError> {
     sqlx::query_as(
         "WITH active AS (
              SELECT DISTINCT ON (plugin_name) plugin_name, version_id
@@ -1748,7 +1674,7 @@ async fn lock_owner(
     transaction: &mut sqlx::PgConnection,
     owner: SecretOwner,
     name: &str,
-) -> anyhow::Result<bool> {
+) -> Result<bool, StoreError> {
     let (owners, _, _) = owner.tables();
     let found: Option<i32> = sqlx::query_scalar(&format!(
         "SELECT 1 FROM {owners} WHERE name = $1 FOR UPDATE"
@@ -1765,7 +1691,7 @@ async fn touch_owner(
     transaction: &mut sqlx::PgConnection,
     owner: SecretOwner,
     name: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let (owners, _, _) = owner.tables();
     sqlx::query(&format!(
         "UPDATE {owners} SET updated_at = now() WHERE name = $1"
@@ -1781,7 +1707,7 @@ async fn count_secrets(
     transaction: &mut sqlx::PgConnection,
     owner: SecretOwner,
     name: &str,
-) -> anyhow::Result<i64> {
+) -> Result<i64, StoreError> {
     let (_, secrets, owner_column) = owner.tables();
     sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {secrets} WHERE {owner_column} = $1"
@@ -1799,7 +1725,7 @@ async fn insert_secret(
     name: &str,
     secret: &str,
     origin: &str,
-) -> anyhow::Result<Option<SecretView>> {
+) -> Result<Option<SecretView>, StoreError> {
     let (_, secrets, owner_column) = owner.tables();
     let inserted = sqlx::query_as(&format!(
         "INSERT INTO {secrets} (id, {owner_column}, secret, origin) VALUES ($1, $2, $3, $4)
@@ -1825,7 +1751,7 @@ async fn replace_config_secrets(
     owner: SecretOwner,
     name: &str,
     config_secrets: &[String],
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let (_, secrets, owner_column) = owner.tables();
     let removed = sqlx::query(&format!(
         "DELETE FROM {secrets} WHERE {owner_column} = $1 AND origin = 'config'
@@ -1852,7 +1778,7 @@ async fn replace_all_secrets(
     owner: SecretOwner,
     name: &str,
     secret: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let (_, secrets, owner_column) = owner.tables();
     sqlx::query(&format!("DELETE FROM {secrets} WHERE {owner_column} = $1"))
         .bind(name)
@@ -1868,7 +1794,7 @@ pub async fn list_secrets(
     pool: &PgPool,
     owner: SecretOwner,
     name: &str,
-) -> anyhow::Result<Option<Vec<SecretView>>> {
+) -> Result<Option<Vec<SecretView>>, StoreError> {
     let mut connection = pool.acquire().await.context("acquiring a connection")?;
     let (owners, secrets, owner_column) = owner.tables();
     let exists: bool = sqlx::query_scalar(&format!(
@@ -1898,7 +1824,7 @@ pub async fn add_secret(
     owner: SecretOwner,
     name: &str,
     secret: &str,
-) -> anyhow::Result<Result<SecretView, Change>> {
+) -> Result<Result<SecretView, Change>, StoreError> {
     let mut transaction = pool.begin().await.context("starting a transaction")?;
     if !lock_owner(&mut transaction, owner, name).await? {
         return Ok(Err(Change::NotFound));
@@ -1919,7 +1845,7 @@ pub async fn retire_secret(
     owner: SecretOwner,
     name: &str,
     secret_id: Uuid,
-) -> anyhow::Result<Change> {
+) -> Result<Change, StoreError> {
     let mut transaction = pool.begin().await.context("starting a transaction")?;
     if !lock_owner(&mut transaction, owner, name).await? {
         return Ok(Change::NotFound);
@@ -1988,7 +1914,7 @@ async fn write_source_settings(
     transaction: &mut sqlx::PgConnection,
     source: &SourceRecord,
     mode: WriteMode,
-) -> anyhow::Result<bool> {
+) -> Result<bool, StoreError> {
     if mode == WriteMode::Update
         && !lock_owner(transaction, SecretOwner::Source, &source.name).await?
     {
@@ -2039,7 +1965,7 @@ async fn write_source_settings(
 pub async fn apply_config_sources(
     pool: &PgPool,
     sources: &[(SourceRecord, Vec<String>)],
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     for (source, secrets) in sources {
         let mut transaction = pool.begin().await.context("starting a transaction")?;
         write_source_settings(&mut transaction, source, WriteMode::Upsert).await?;
@@ -2058,7 +1984,7 @@ pub async fn create_source(
     pool: &PgPool,
     source: &SourceRecord,
     secrets: &[String],
-) -> anyhow::Result<Change> {
+) -> Result<Change, StoreError> {
     let mut transaction = pool.begin().await.context("starting a transaction")?;
     if !write_source_settings(&mut transaction, source, WriteMode::Create).await? {
         return Ok(Change::AlreadyExists);
@@ -2085,7 +2011,7 @@ pub async fn update_source(
     pool: &PgPool,
     source: &SourceRecord,
     secrets: Option<&[String]>,
-) -> anyhow::Result<Change> {
+) -> Result<Change, StoreError> {
     let mut transaction = pool.begin().await.context("starting a transaction")?;
     if !write_source_settings(&mut transaction, source, WriteMode::Update).await? {
         return Ok(Change::NotFound);
@@ -2116,7 +2042,7 @@ pub async fn update_source(
 }
 
 /// Deletes a source. Its stored requests and events stay until retention removes them.
-pub async fn delete_source(pool: &PgPool, name: &str) -> anyhow::Result<Change> {
+pub async fn delete_source(pool: &PgPool, name: &str) -> Result<Change, StoreError> {
     let deleted = sqlx::query("DELETE FROM sources WHERE name = $1")
         .bind(name)
         .execute(pool)
@@ -2146,7 +2072,7 @@ struct SourceSecretRow {
 }
 
 /// Every source with its secrets (values included: the ingest path verifies with them).
-pub async fn load_sources(pool: &PgPool) -> anyhow::Result<Vec<StoredSource>> {
+pub async fn load_sources(pool: &PgPool) -> Result<Vec<StoredSource>, StoreError> {
     let mut connection = pool.acquire().await.context("acquiring a connection")?;
     let rows: Vec<SourceRow> = sqlx::query_as(
         "SELECT name, plugin, config, signature_tolerance_seconds, rate_limit_requests_per_second,
