@@ -17,8 +17,9 @@ use crate::ingest::handler::{
     IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes,
 };
 use crate::plugins::{PluginRuntime, RuntimeSettings};
+use crate::store;
+use crate::store::destinations::DestinationRecord;
 use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use crate::store::{self, DestinationRecord};
 
 const EMBEDDED_DATABASE: &str = "wasmhook";
 
@@ -156,8 +157,11 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
 
-    let generated =
-        store::apply_config_destinations(&database.pool, &config_destinations(&config)?).await?;
+    let generated = store::destinations::apply_config_destinations(
+        &database.pool,
+        &config_destinations(&config)?,
+    )
+    .await?;
     // Shown once, and only to a person at a terminal: when stderr is collected (a service, a
     // container) it is a log, and secrets never go to the log.
     let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -191,7 +195,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         source_defaults,
         runtime: runtime.clone(),
         destinations: arc_swap::ArcSwap::from_pointee(destination_routes(
-            crate::store::jobs::load_destinations(&database.pool, false).await?,
+            crate::store::destinations::load_destinations(&database.pool, false).await?,
         )),
         queue,
         max_body_bytes: config.server.max_body_bytes,
@@ -368,8 +372,8 @@ async fn load_sources(
             .collect::<anyhow::Result<Vec<_>>>()?;
         config_sources.push((source.to_record(), secrets));
     }
-    store::apply_config_sources(pool, &config_sources).await?;
-    let stored = store::load_sources(pool).await?;
+    store::sources::apply_config_sources(pool, &config_sources).await?;
+    let stored = store::sources::load_sources(pool).await?;
     crate::sources::hot_reload::register_directory_plugins(
         &config.plugins.dir,
         stored.iter().map(|source| source.record.plugin.as_str()),

@@ -199,7 +199,12 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
 
     while !*stopped.borrow() {
         if destinations_loaded_at.is_none_or(|at| at.elapsed() > Duration::from_secs(2)) {
-            match jobs::load_destinations(&pool, settings.allow_private_networks).await {
+            match crate::store::destinations::load_destinations(
+                &pool,
+                settings.allow_private_networks,
+            )
+            .await
+            {
                 Ok(loaded) => {
                     destinations = loaded;
                     destinations_loaded_at = Some(Instant::now());
@@ -375,7 +380,9 @@ async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: Cl
                 "the receiver answered 410 Gone: pausing the destination until an operator resumes it"
             );
             metrics::destination_paused(&destination.name);
-            if let Err(error) = jobs::set_paused(&shared.pool, &destination.name, true).await {
+            if let Err(error) =
+                crate::store::destinations::set_paused(&shared.pool, &destination.name, true).await
+            {
                 tracing::error!("could not pause the destination: {error:#}");
             }
             (JobState::Failed, None)

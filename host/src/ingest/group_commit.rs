@@ -12,8 +12,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::store;
 use crate::store::error::StoreError;
-use crate::store::{self, IngestOutcome, IngestWrite};
+use crate::store::ingest::{IngestOutcome, IngestWrite};
 
 struct PendingWrite {
     write: IngestWrite,
@@ -98,10 +99,11 @@ pub async fn write_or_split(
     writes: &[IngestWrite],
     dedupe_window: Duration,
 ) -> Vec<Result<IngestOutcome, StoreError>> {
-    let error = match store::write_batch(pool, writes, dedupe_window, chrono::Utc::now()).await {
-        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-        Err(error) => error,
-    };
+    let error =
+        match store::ingest::write_batch(pool, writes, dedupe_window, chrono::Utc::now()).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(error) => error,
+        };
     if error.is_row_refusal() && writes.len() > 1 {
         tracing::warn!(
             "the database refused an ingest batch of {} requests ({error}); storing them one by one",
@@ -127,7 +129,7 @@ async fn write_one_by_one(
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
         let single = std::slice::from_ref(write);
-        match store::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
+        match store::ingest::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
             Ok(mut outcome) => outcomes.push(Ok(outcome.remove(0))),
             Err(error) if error.is_row_refusal() => {
                 tracing::error!("an ingest request was not stored: {error}");

@@ -28,7 +28,7 @@ use crate::plugins::{
 };
 use crate::rate_limit::{AddressBuckets, TokenBucket};
 use crate::signature::{self, Secret, SignedRequest};
-use crate::store::{IngestOutcome, IngestWrite, RawRequest};
+use crate::store::ingest::{IngestOutcome, IngestWrite, RawRequest};
 
 /// Most bytes of a plugin failure logged with a quarantine.
 const QUARANTINE_LOG_LIMIT: usize = 512;
@@ -411,7 +411,7 @@ impl IngestState {
     /// ones and adds new ones. A source whose new row cannot be served keeps serving as it was
     /// (or stays absent) and is logged once per revision.
     pub async fn refresh_sources(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
-        let stored = crate::store::load_sources(pool).await?;
+        let stored = crate::store::sources::load_sources(pool).await?;
         let current = self.sources.load_full();
         let mut next = HashMap::with_capacity(stored.len());
         let stored_names: std::collections::HashSet<String> = stored
@@ -477,7 +477,7 @@ impl IngestState {
     }
 
     pub async fn refresh_destinations(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
-        let destinations = crate::store::jobs::load_destinations(pool, false).await?;
+        let destinations = crate::store::destinations::load_destinations(pool, false).await?;
         self.destinations
             .store(Arc::new(destination_routes(destinations)));
         Ok(())
@@ -608,7 +608,7 @@ pub fn report_plugin_breaker(source: &str, transition: Option<Transition>) {
 pub async fn build_source(
     runtime: &Arc<PluginRuntime>,
     pool: &sqlx::PgPool,
-    source: &crate::store::StoredSource,
+    source: &crate::store::sources::StoredSource,
     defaults: &SourceDefaults,
 ) -> anyhow::Result<SourceRuntime> {
     use anyhow::Context as _;
@@ -670,7 +670,7 @@ pub async fn build_source(
 fn warn_about_unusable_secrets(
     source: &str,
     scheme: &signature::SignatureScheme,
-    secrets: &[(crate::store::SecretView, String)],
+    secrets: &[(crate::store::secrets::SecretView, String)],
 ) {
     for (view, secret) in secrets {
         if let Some(reason) = signature::secret_problem(scheme, &Secret::new(secret.clone())) {

@@ -57,7 +57,7 @@ pub async fn load_for_source(
     limits: PluginLimits,
     source_config: &str,
 ) -> anyhow::Result<ActivePlugin> {
-    let bytes = store::plugin_component(pool, version_id).await?;
+    let bytes = store::plugin_versions::plugin_component(pool, version_id).await?;
     let plugin = runtime
         .load_bytes(
             &format!("{plugin_name} version {version_id}"),
@@ -78,7 +78,7 @@ pub async fn load_for_source(
 
 /// The active version id of `plugin_name`.
 pub async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<Uuid> {
-    store::active_plugin_versions(pool)
+    store::plugin_versions::active_plugin_versions(pool)
         .await?
         .into_iter()
         .find(|(name, _, _)| name == plugin_name)
@@ -163,10 +163,15 @@ async fn activate_file(
         .load_bytes(&path.display().to_string(), &bytes, PluginLimits::default())
         .await?;
     let manifest = serde_json::to_value(plugin.manifest()).context("encoding the manifest")?;
-    let (version_id, newly_registered) =
-        store::register_plugin_version(pool, name, plugin.content_hash(), &bytes, &manifest)
-            .await?;
-    let active_hash = store::active_plugin_versions(pool)
+    let (version_id, newly_registered) = store::plugin_versions::register_plugin_version(
+        pool,
+        name,
+        plugin.content_hash(),
+        &bytes,
+        &manifest,
+    )
+    .await?;
+    let active_hash = store::plugin_versions::active_plugin_versions(pool)
         .await?
         .into_iter()
         .find(|(active_name, _, _)| active_name == name)
@@ -176,7 +181,7 @@ async fn activate_file(
         ActivateWhen::DifferentFromActive => active_hash.as_deref() != Some(plugin.content_hash()),
     };
     if activate {
-        store::activate_plugin_version(pool, name, version_id).await?;
+        store::plugin_versions::activate_plugin_version(pool, name, version_id).await?;
         tracing::info!(
             plugin = name,
             version = %plugin.label(),
@@ -234,7 +239,7 @@ pub fn start_swapper(
             watched
                 .activate_changed(plugin_names, &runtime, &pool)
                 .await;
-            let active = match store::active_plugin_versions(&pool).await {
+            let active = match store::plugin_versions::active_plugin_versions(&pool).await {
                 Ok(active) => active,
                 Err(error) => {
                     tracing::warn!("cannot read the active plugin versions: {error:#}");

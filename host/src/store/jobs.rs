@@ -12,92 +12,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::delivery::attempt::Destination;
-use crate::delivery::retry::RetryPolicy;
 use crate::model::events::NormalizedEvent;
-use crate::signature::Secret;
 use crate::store::error::{Context, StoreError};
-use crate::store::postgres_text;
-
-#[derive(sqlx::FromRow)]
-struct DestinationRow {
-    name: String,
-    url: String,
-    routes: Vec<String>,
-    signing_secrets: Vec<String>,
-    headers: serde_json::Value,
-    timeout_ms: i32,
-    retry_schedule_ms: Vec<i32>,
-    throttle_min_delay_ms: i32,
-    max_concurrency: i32,
-    rate_limit_per_second: Option<f64>,
-    paused: bool,
-    allow_private_networks: bool,
-    retry_client_errors: bool,
-    breaker_failure_threshold: i32,
-    breaker_cooldown_ms: i32,
-}
-
-fn milliseconds(value: i32) -> Duration {
-    Duration::from_millis(value.max(0) as u64)
-}
-
-/// Every destination with its delivery settings. `allow_private_everywhere` is the server-wide
-/// override of the SSRF guard.
-pub async fn load_destinations(
-    pool: &PgPool,
-    allow_private_everywhere: bool,
-) -> Result<Vec<Destination>, StoreError> {
-    let rows: Vec<DestinationRow> = sqlx::query_as(
-        "SELECT name, url, routes, headers, timeout_ms, retry_schedule_ms,
-                throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
-                allow_private_networks, retry_client_errors, breaker_failure_threshold,
-                breaker_cooldown_ms,
-                ARRAY(SELECT secret FROM destination_secrets s WHERE s.destination_name = d.name
-                      ORDER BY s.created_at, s.id) AS signing_secrets
-         FROM destinations d ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await
-    .context("loading destinations")?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Destination {
-            name: row.name,
-            url: row.url,
-            routes: row.routes,
-            signing_secrets: row.signing_secrets.into_iter().map(Secret::new).collect(),
-            headers: row
-                .headers
-                .as_object()
-                .map(|object| {
-                    object
-                        .iter()
-                        .filter_map(|(name, value)| {
-                            value.as_str().map(|value| (name.clone(), value.to_owned()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            timeout: milliseconds(row.timeout_ms),
-            retry_policy: RetryPolicy {
-                schedule: row
-                    .retry_schedule_ms
-                    .into_iter()
-                    .map(milliseconds)
-                    .collect(),
-                throttle_min_delay: milliseconds(row.throttle_min_delay_ms),
-            },
-            max_concurrency: row.max_concurrency.max(1) as usize,
-            rate_limit_per_second: row.rate_limit_per_second,
-            paused: row.paused,
-            allow_private_networks: row.allow_private_networks || allow_private_everywhere,
-            retry_client_errors: row.retry_client_errors,
-            breaker_failure_threshold: row.breaker_failure_threshold.max(1) as u32,
-            breaker_cooldown: milliseconds(row.breaker_cooldown_ms),
-        })
-        .collect())
-}
+use crate::store::retention::REPLAY_GUARD_LOCK;
+use crate::store::text::postgres_text;
 
 /// A job claimed for one attempt.
 #[derive(Clone, Debug)]
@@ -380,21 +298,6 @@ pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> Result<u64, StoreEr
     .rows_affected())
 }
 
-/// Pauses a destination (its receiver answered 410 Gone, or an operator asked).
-pub async fn set_paused(
-    pool: &PgPool,
-    destination_name: &str,
-    paused: bool,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE destinations SET paused = $2, updated_at = now() WHERE name = $1")
-        .bind(destination_name)
-        .bind(paused)
-        .execute(pool)
-        .await
-        .context("pausing the destination")?;
-    Ok(())
-}
-
 /// Which jobs a replay makes due again.
 #[derive(Clone, Debug, Default)]
 pub struct ReplayFilter {
@@ -461,7 +364,7 @@ pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> Result<i64, StoreEr
     // Shared with other replays; waits for a retention batch to commit, whose deleted rows this
     // replay then no longer sees.
     sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(crate::store::REPLAY_GUARD_LOCK)
+        .bind(REPLAY_GUARD_LOCK)
         .execute(&mut *transaction)
         .await
         .context("taking the replay guard")?;
