@@ -13,7 +13,8 @@ use uuid::Uuid;
 use wasmhook::ingest::group_commit::{IngestQueue, IngestQueueSettings};
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 use wasmhook::store::ingest::{IngestOutcome, IngestWrite, RawRequest};
-use wasmhook::store::jobs::{FinishedAttempt, JobState};
+use wasmhook::store::job_state::JobState;
+use wasmhook::store::jobs::FinishedAttempt;
 
 use support::app::TestApp;
 use support::database::TestDatabase;

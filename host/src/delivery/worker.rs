@@ -19,7 +19,8 @@ use crate::delivery::breaker::{Admission, CircuitBreaker, Transition};
 use crate::delivery::retry::{AttemptOutcome, NextStep};
 use crate::metrics;
 use crate::rate_limit::TokenBucket;
-use crate::store::jobs::{self, ClaimedJob, FinishedAttempt, JobState};
+use crate::store::job_state::JobState;
+use crate::store::jobs::{self, ClaimedJob, FinishedAttempt};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::store::error::{Context, StoreError};
+use crate::store::job_state::JobState;
 
 /// Counts used by tests and the admin API: rows per table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,7 +161,7 @@ pub struct RawRequestView {
 pub struct DeliveryView {
     pub job_id: Uuid,
     pub destination: String,
-    pub state: String,
+    pub state: JobState,
     pub attempt: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub attempts: Vec<AttemptView>,
@@ -222,7 +223,7 @@ pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>
     .fetch_one(pool)
     .await
     .context("reading the raw request")?;
-    let jobs: Vec<(Uuid, String, String, i32, DateTime<Utc>)> = sqlx::query_as(
+    let jobs: Vec<(Uuid, String, JobState, i32, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, destination_name, state, attempt, next_attempt_at
          FROM delivery_jobs WHERE event_row_id = $1 ORDER BY destination_name",
     )

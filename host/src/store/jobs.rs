@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::model::events::NormalizedEvent;
 use crate::store::error::{Context, StoreError};
+use crate::store::job_state::JobState;
 use crate::store::retention::REPLAY_GUARD_LOCK;
 use crate::store::text::postgres_text;
 
@@ -99,26 +100,6 @@ pub async fn claim(
         .collect())
 }
 
-/// The state a job moves to after an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Delivered,
-    Retrying,
-    Failed,
-    Dead,
-}
-
-impl JobState {
-    fn as_str(self) -> &'static str {
-        match self {
-            JobState::Delivered => "delivered",
-            JobState::Retrying => "retrying",
-            JobState::Failed => "failed",
-            JobState::Dead => "dead",
-        }
-    }
-}
-
 /// One finished attempt and the job's next state.
 #[derive(Clone, Debug)]
 pub struct FinishedAttempt {
@@ -130,6 +111,7 @@ pub struct FinishedAttempt {
     pub response_body: Option<String>,
     pub error: Option<String>,
     pub outcome: &'static str,
+    /// Delivered, retrying, failed or dead.
     pub next_state: JobState,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -235,12 +217,7 @@ async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> Result<
     )
     .bind(finished.iter().map(|f| f.job_id).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.attempt).collect::<Vec<_>>())
-    .bind(
-        finished
-            .iter()
-            .map(|f| f.next_state.as_str())
-            .collect::<Vec<_>>(),
-    )
+    .bind(finished.iter().map(|f| f.next_state).collect::<Vec<_>>())
     .bind(
         finished
             .iter()

@@ -12,6 +12,7 @@ pub mod embedded_postgres;
 pub mod error;
 pub mod events;
 pub mod ingest;
+pub mod job_state;
 pub mod jobs;
 pub mod plugin_versions;
 pub mod retention;
