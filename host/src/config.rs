@@ -307,9 +307,9 @@ impl DestinationConfig {
     }
 
     /// The row this destination is stored as (its secrets are stored apart).
-    pub fn to_record(&self) -> crate::store::destinations::DestinationRecord {
+    pub fn to_record(&self) -> crate::model::destination::DestinationRecord {
         let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
-        crate::store::destinations::DestinationRecord {
+        crate::model::destination::DestinationRecord {
             name: self.name.clone(),
             url: self.url.clone(),
             routes: self.routes.clone(),

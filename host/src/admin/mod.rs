@@ -833,8 +833,8 @@ pub struct DestinationView {
     pub stats: Option<store::destinations::DestinationStats>,
 }
 
-impl From<crate::delivery::attempt::Destination> for DestinationView {
-    fn from(destination: crate::delivery::attempt::Destination) -> Self {
+impl From<crate::model::destination::Destination> for DestinationView {
+    fn from(destination: crate::model::destination::Destination) -> Self {
         DestinationView {
             name: destination.name,
             url: redaction::url_without_userinfo(&destination.url),

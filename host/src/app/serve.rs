@@ -16,9 +16,9 @@ use crate::ingest::group_commit::{IngestQueue, IngestQueueSettings};
 use crate::ingest::handler::{
     IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes,
 };
+use crate::model::destination::DestinationRecord;
 use crate::plugins::{PluginRuntime, RuntimeSettings};
 use crate::store;
-use crate::store::destinations::DestinationRecord;
 use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 
 const EMBEDDED_DATABASE: &str = "wasmhook";

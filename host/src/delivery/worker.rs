@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use tracing::Instrument;
 
-use crate::delivery::attempt::{Deliverer, Destination};
+use crate::delivery::attempt::Deliverer;
 use crate::delivery::breaker::{Admission, CircuitBreaker, Transition};
 use crate::delivery::retry::{AttemptOutcome, NextStep};
 use crate::metrics;
+use crate::model::destination::Destination;
 use crate::rate_limit::TokenBucket;
 use crate::store::job_state::JobState;
 use crate::store::jobs::{self, ClaimedJob, FinishedAttempt};

@@ -5,30 +5,10 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::delivery::attempt::Destination;
-use crate::delivery::retry::RetryPolicy;
+use crate::model::destination::{Destination, DestinationRecord, RetryPolicy};
 use crate::signature::Secret;
 use crate::store::error::{Context, StoreError};
 use crate::store::secrets::{self, Change, SecretOwner, WriteMode};
-
-/// A destination's settings as stored; its secrets live in `destination_secrets`.
-#[derive(Clone, Debug)]
-pub struct DestinationRecord {
-    pub name: String,
-    pub url: String,
-    pub routes: Vec<String>,
-    pub headers: serde_json::Value,
-    pub timeout_ms: i32,
-    pub retry_schedule_ms: Vec<i32>,
-    pub throttle_min_delay_ms: i32,
-    pub max_concurrency: i32,
-    pub rate_limit_per_second: Option<f64>,
-    pub paused: bool,
-    pub allow_private_networks: bool,
-    pub retry_client_errors: bool,
-    pub breaker_failure_threshold: i32,
-    pub breaker_cooldown_ms: i32,
-}
 
 /// Writes a destination's settings in `transaction`; `false` when `mode` refused the write.
 async fn write_destination_settings(
