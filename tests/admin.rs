@@ -1033,7 +1033,7 @@ async fn replay_with_the_cap_lifted(
             (
                 _,
                 wasmhook::ingest::replay::QuarantineReplay::Stored(
-                    wasmhook::store::ingest::IngestOutcome::Accepted { event_ids },
+                    wasmhook::model::ingest::IngestOutcome::Accepted { event_ids },
                 ),
             ),
         ] => event_ids[0],

@@ -555,7 +555,7 @@ async fn a_quarantined_request_is_replayed_through_the_fixed_plugin_and_delivere
     assert_eq!(results.len(), 1);
     let event_id = match &results[0].1 {
         wasmhook::ingest::replay::QuarantineReplay::Stored(
-            wasmhook::store::ingest::IngestOutcome::Accepted { event_ids },
+            wasmhook::model::ingest::IngestOutcome::Accepted { event_ids },
         ) => event_ids[0],
         other => panic!("expected the events to be stored, got {other:?}"),
     };

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 use wasmhook::ingest::group_commit::{IngestQueue, IngestQueueSettings};
+use wasmhook::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
-use wasmhook::store::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use wasmhook::store::job_state::JobState;
 use wasmhook::store::jobs::FinishedAttempt;
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::model::ingest::{IngestOutcome, IngestWrite};
 use crate::store;
 use crate::store::error::StoreError;
-use crate::store::ingest::{IngestOutcome, IngestWrite};
 
 struct PendingWrite {
     write: IngestWrite,

@@ -22,13 +22,13 @@ use crate::delivery::routes::RoutePatterns;
 use crate::http_error::ApiError;
 use crate::ingest::group_commit::IngestQueue;
 use crate::metrics;
+use crate::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use crate::plugins::{
     Plugin, PluginOutcome, PluginRequest, PluginRuntime, RejectionKind, RequestCheck,
     SourceSettings,
 };
 use crate::rate_limit::{AddressBuckets, TokenBucket};
 use crate::signature::{self, Secret, SignedRequest};
-use crate::store::ingest::{IngestOutcome, IngestWrite, RawRequest};
 
 /// Most bytes of a plugin failure logged with a quarantine.
 const QUARANTINE_LOG_LIMIT: usize = 512;

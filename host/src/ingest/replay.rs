@@ -12,9 +12,9 @@ use crate::config::Config;
 use crate::ingest::handler::{
     SourceDefaults, SourceRuntime, build_source, destination_routes, route_events,
 };
+use crate::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings};
 use crate::store;
-use crate::store::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use crate::store::jobs::{self, ReplayFilter};
 
 /// What became of one quarantined request.

@@ -178,20 +178,33 @@ pub struct AttemptView {
     pub outcome: String,
 }
 
+type EventRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Vec<String>,
+    DateTime<Utc>,
+    Uuid,
+);
+
+type RawRow = (
+    Uuid,
+    DateTime<Utc>,
+    String,
+    String,
+    String,
+    serde_json::Value,
+    Vec<u8>,
+    String,
+    String,
+);
+
 pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>, StoreError> {
-    type EventRow = (
-        Uuid,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        String,
-        Vec<String>,
-        DateTime<Utc>,
-        Uuid,
-    );
     let event: Option<EventRow> = sqlx::query_as(
         "SELECT id, source_name, event_id, event_type, event_source, subject, time, data,
                 route_keys, created_at, raw_request_id
@@ -204,17 +217,6 @@ pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>
     let Some(event) = event else {
         return Ok(None);
     };
-    type RawRow = (
-        Uuid,
-        DateTime<Utc>,
-        String,
-        String,
-        String,
-        serde_json::Value,
-        Vec<u8>,
-        String,
-        String,
-    );
     let raw: RawRow = sqlx::query_as(
         "SELECT id, received_at, method, path, query, headers, body, plugin, status
          FROM raw_requests WHERE id = $1",
@@ -223,11 +225,17 @@ pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>
     .fetch_one(pool)
     .await
     .context("reading the raw request")?;
+    let deliveries = deliveries(pool, id).await?;
+    Ok(Some(detail_view(event, raw, deliveries)))
+}
+
+/// Every delivery of an event with every attempt, by destination name.
+async fn deliveries(pool: &PgPool, event_row_id: Uuid) -> Result<Vec<DeliveryView>, StoreError> {
     let jobs: Vec<(Uuid, String, JobState, i32, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, destination_name, state, attempt, next_attempt_at
          FROM delivery_jobs WHERE event_row_id = $1 ORDER BY destination_name",
     )
-    .bind(id)
+    .bind(event_row_id)
     .fetch_all(pool)
     .await
     .context("reading the deliveries")?;
@@ -250,8 +258,12 @@ pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>
             attempts,
         });
     }
+    Ok(deliveries)
+}
+
+fn detail_view(event: EventRow, raw: RawRow, deliveries: Vec<DeliveryView>) -> EventDetail {
     use base64::Engine as _;
-    Ok(Some(EventDetail {
+    EventDetail {
         id: event.0,
         source_name: event.1,
         event_id: event.2,
@@ -275,5 +287,5 @@ pub async fn event_detail(pool: &PgPool, id: Uuid) -> Result<Option<EventDetail>
             status: raw.8,
         },
         deliveries,
-    }))
+    }
 }

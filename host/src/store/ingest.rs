@@ -5,7 +5,9 @@
 //! requests a replay reads back. Every text goes through `postgres_text`, so no NUL reaches
 //! PostgreSQL.
 
-use std::collections::HashMap;
+mod plan;
+
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,190 +15,51 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::model::events::NormalizedEvent;
+use crate::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use crate::store::error::{Context, StoreError};
+use crate::store::ingest::plan::{BatchPlan, DedupeKey};
 use crate::store::text::{postgres_text, postgres_text_array};
 
-/// The request as received, kept for replay.
-#[derive(Clone, Debug)]
-pub struct RawRequest {
-    pub id: Uuid,
-    pub source_name: String,
-    pub received_at: DateTime<Utc>,
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// `name@version` of the plugin that handled it.
-    pub plugin: String,
-}
-
-/// What one ingested request asks the store to keep.
-#[derive(Clone, Debug)]
-pub enum IngestWrite {
-    /// Normalized events, each with the destinations its routes matched.
-    Events {
-        raw: RawRequest,
-        events: Vec<(NormalizedEvent, Vec<String>)>,
-        /// The body key (`dedupe::body_key`) when the source's signature covers only the body:
-        /// a second dedupe key, so that the body sent again under a new delivery id, as the
-        /// same event type, is a duplicate.
-        body_sha256: Option<[u8; 32]>,
-    },
-    /// The plugin failed: keep the raw request for a replay through a fixed plugin.
-    Quarantine { raw: RawRequest, error: String },
-}
-
-/// What the store did with one write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IngestOutcome {
-    /// New events were stored, with these host ids.
-    Accepted { event_ids: Vec<Uuid> },
-    /// Every event was seen before; the id of the first stored event.
-    Duplicate { event_id: Uuid },
-    /// The raw request was stored for replay.
-    Quarantined { request_id: Uuid },
-}
-
-/// A row of `dedupe_keys`: the scope (a source name, or a source's body-key scope) and the key
-/// (an event id, or a body's SHA-256 in hex).
-type DedupeKey<'a> = (&'a str, &'a str);
-
-/// The body key of each write, owned here so that the claims can borrow it.
-fn body_keys(writes: &[IngestWrite]) -> Vec<Option<(String, String)>> {
-    writes
-        .iter()
-        .map(|write| match write {
-            IngestWrite::Events {
-                raw,
-                body_sha256: Some(digest),
-                ..
-            } => Some((
-                crate::model::dedupe::body_key_scope(&raw.source_name),
-                hex::encode(digest),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Gives every event a fresh row id and finds the first claim of each key in the batch (later
-/// arrivals in the same batch are its duplicates). A body key points at its write's first event.
-fn plan_claims<'a>(
-    writes: &'a [IngestWrite],
-    body_keys: &'a [Option<(String, String)>],
-) -> (Vec<Vec<Uuid>>, HashMap<DedupeKey<'a>, Uuid>) {
-    let mut row_ids: Vec<Vec<Uuid>> = Vec::with_capacity(writes.len());
-    let mut first_claim: HashMap<DedupeKey<'a>, Uuid> = HashMap::new();
-    for (write, body_key) in writes.iter().zip(body_keys) {
-        let ids: Vec<Uuid> = match write {
-            IngestWrite::Events { raw, events, .. } => events
-                .iter()
-                .map(|(event, _)| {
-                    let id = Uuid::now_v7();
-                    first_claim
-                        .entry((raw.source_name.as_str(), event.id.as_str()))
-                        .or_insert(id);
-                    id
-                })
-                .collect(),
-            IngestWrite::Quarantine { .. } => Vec::new(),
-        };
-        if let (Some((scope, key)), Some(first_row)) = (body_key, ids.first()) {
-            first_claim
-                .entry((scope.as_str(), key.as_str()))
-                .or_insert(*first_row);
-        }
-        row_ids.push(ids);
-    }
-    (row_ids, first_claim)
-}
-
-/// What the database said about a batch's keys, and what each key won here stands for.
-struct Claims<'a> {
-    first_claim: HashMap<DedupeKey<'a>, Uuid>,
-    won: std::collections::HashSet<DedupeKey<'a>>,
-    /// The stored row of keys that were already claimed within the window.
-    existing: HashMap<DedupeKey<'a>, Uuid>,
-    /// The event each key won in this batch stands for, filled as writes are resolved in order
-    /// (a key is always first claimed by an earlier or the same write).
-    targets: HashMap<DedupeKey<'a>, Uuid>,
-}
-
-impl<'a> Claims<'a> {
-    /// Whether `row_id` made the claim of `key` that won.
-    fn won_by(&self, key: DedupeKey<'a>, row_id: Uuid) -> bool {
-        self.first_claim.get(&key) == Some(&row_id) && self.won.contains(&key)
-    }
-
-    /// The event a key stands for when the caller did not win it.
-    fn first_arrival(&self, key: DedupeKey<'a>) -> Uuid {
-        let known = if self.won.contains(&key) {
-            self.targets.get(&key)
-        } else {
-            self.existing.get(&key)
-        };
-        // A key deleted between the claim and the read (retention) has no row to name; the
-        // write is still a duplicate of something stored within the window.
-        known
-            .or_else(|| self.first_claim.get(&key))
-            .copied()
-            .expect("every key of the batch was claimed")
-    }
-}
-
-/// The rows a batch writes once its claims are known, and what each write gets.
-#[derive(Default)]
-struct BatchPlan<'a> {
-    outcomes: Vec<IngestOutcome>,
-    raw_rows: Vec<(&'a RawRequest, &'static str, Option<&'a str>)>,
-    event_rows: Vec<(Uuid, &'a RawRequest, &'a NormalizedEvent)>,
-    job_rows: Vec<(Uuid, Uuid, &'a str)>,
-    suppressed: HashMap<DedupeKey<'a>, i32>,
-    /// Keys won here that must name another event than the row id they were claimed with
-    /// (their write turned out a duplicate, or stored a later event first), so that no key
-    /// names a row that was never written.
-    repointed: Vec<(DedupeKey<'a>, Uuid)>,
-}
-
-/// Stores a batch of writes in one transaction and says what became of each.
+/// Stores a batch of writes in one transaction and says what became of each: claims the
+/// batch's dedupe keys, reads the first arrivals of those it lost, and writes what
+/// `plan::resolve_batch` decided.
 pub async fn write_batch(
     pool: &PgPool,
     writes: &[IngestWrite],
     dedupe_window: Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let body_keys = body_keys(writes);
-    let (row_ids, first_claim) = plan_claims(writes, &body_keys);
-    // Keys in a fixed order, so that concurrent batches lock them in the same order.
-    let mut keys: Vec<(DedupeKey, Uuid)> = first_claim
-        .iter()
-        .map(|(&key, &row_id)| (key, row_id))
-        .collect();
-    keys.sort_unstable();
+    let body_keys = plan::body_keys(writes);
+    let claim_plan = plan::plan_claims(writes, &body_keys, &mut Uuid::now_v7);
+    let claims = claim_plan.sorted_claims();
 
     let mut transaction = pool.begin().await.context("beginning a transaction")?;
-    let won = claim_keys(&mut transaction, &keys, dedupe_window, now).await?;
-    let lost: Vec<DedupeKey> = keys
-        .iter()
-        .map(|(key, _)| *key)
-        .filter(|key| !won.contains(key))
-        .collect();
-    let existing = first_arrivals(&mut transaction, &lost).await?;
-    let claims = Claims {
-        first_claim,
-        won,
-        existing,
-        targets: HashMap::new(),
-    };
-    let plan = resolve_batch(writes, &row_ids, &body_keys, claims)?;
-    count_suppressed(&mut transaction, &plan.suppressed).await?;
-    repoint_keys(&mut transaction, &plan.repointed).await?;
-    insert_raw_requests(&mut transaction, &plan.raw_rows).await?;
-    insert_events(&mut transaction, &plan.event_rows, now).await?;
-    insert_jobs(&mut transaction, &plan.job_rows, now).await?;
+    let won = claim_keys(&mut transaction, &claims, dedupe_window, now).await?;
+    let existing = first_arrivals(&mut transaction, &plan::lost_keys(&claims, &won)).await?;
+    let claims = plan::Claims::new(claim_plan.first_claim, won, existing);
+    let plan = plan::resolve_batch(
+        writes,
+        &claim_plan.row_ids,
+        &body_keys,
+        claims,
+        &mut Uuid::now_v7,
+    )?;
+    write_plan(&mut transaction, &plan, now).await?;
     transaction.commit().await.context("committing")?;
     Ok(plan.outcomes)
+}
+
+/// The statements of a resolved batch, in the transaction that claimed its keys.
+async fn write_plan(
+    transaction: &mut sqlx::PgConnection,
+    plan: &BatchPlan<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    count_suppressed(transaction, &plan.suppressed).await?;
+    repoint_keys(transaction, &plan.repointed).await?;
+    insert_raw_requests(transaction, &plan.raw_rows).await?;
+    insert_events(transaction, &plan.event_rows, now).await?;
+    insert_jobs(transaction, &plan.job_rows, now).await
 }
 
 /// Claims the keys (new, or older than the window and so reclaimed); returns those won.
@@ -205,7 +68,7 @@ async fn claim_keys<'a>(
     keys: &[(DedupeKey<'a>, Uuid)],
     dedupe_window: Duration,
     now: DateTime<Utc>,
-) -> Result<std::collections::HashSet<DedupeKey<'a>>, StoreError> {
+) -> Result<HashSet<DedupeKey<'a>>, StoreError> {
     let won: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO dedupe_keys (source_name, event_id, event_row_id, created_at)
          SELECT source_name, event_id, event_row_id, $4
@@ -223,7 +86,7 @@ async fn claim_keys<'a>(
     .fetch_all(&mut *transaction)
     .await
     .context("claiming dedupe keys")?;
-    let won: std::collections::HashSet<(String, String)> = won.into_iter().collect();
+    let won: HashSet<(String, String)> = won.into_iter().collect();
     Ok(keys
         .iter()
         .map(|(key, _)| *key)
@@ -277,99 +140,6 @@ async fn first_arrivals<'a>(
             rows.get(&stored).map(|row_id| (*key, *row_id))
         })
         .collect())
-}
-
-/// Decides, write by write in batch order, what is stored and what each write is answered.
-fn resolve_batch<'a>(
-    writes: &'a [IngestWrite],
-    row_ids: &[Vec<Uuid>],
-    body_keys: &'a [Option<(String, String)>],
-    mut claims: Claims<'a>,
-) -> Result<BatchPlan<'a>, StoreError> {
-    let mut plan = BatchPlan::default();
-    for ((write, ids), body_key) in writes.iter().zip(row_ids).zip(body_keys) {
-        match write {
-            IngestWrite::Quarantine { raw, error } => {
-                plan.raw_rows
-                    .push((raw, "quarantined", Some(error.as_str())));
-                plan.outcomes
-                    .push(IngestOutcome::Quarantined { request_id: raw.id });
-            }
-            IngestWrite::Events { raw, events, .. } => {
-                let body_key = body_key
-                    .as_ref()
-                    .map(|(scope, key)| (scope.as_str(), key.as_str()));
-                let outcome = resolve_events(&mut plan, &mut claims, raw, events, ids, body_key)?;
-                plan.outcomes.push(outcome);
-            }
-        }
-    }
-    Ok(plan)
-}
-
-/// One write's events: each is stored when this write won its id (and its body key, when it
-/// has one); a write whose body was seen within the window is a duplicate as a whole.
-fn resolve_events<'a>(
-    plan: &mut BatchPlan<'a>,
-    claims: &mut Claims<'a>,
-    raw: &'a RawRequest,
-    events: &'a [(NormalizedEvent, Vec<String>)],
-    ids: &[Uuid],
-    body_key: Option<DedupeKey<'a>>,
-) -> Result<IngestOutcome, StoreError> {
-    let first_row = *ids
-        .first()
-        .ok_or_else(|| StoreError::other("a write without events"))?;
-    let body_won = body_key.is_none_or(|key| claims.won_by(key, first_row));
-    let mut first_duplicate = None;
-    if let Some(key) = body_key
-        && !body_won
-    {
-        *plan.suppressed.entry(key).or_default() += 1;
-        first_duplicate = Some(claims.first_arrival(key));
-    }
-    let mut accepted = Vec::new();
-    let mut won_but_not_stored = Vec::new();
-    for ((event, destinations), row_id) in events.iter().zip(ids) {
-        let key = (raw.source_name.as_str(), event.id.as_str());
-        if !claims.won_by(key, *row_id) {
-            *plan.suppressed.entry(key).or_default() += 1;
-            first_duplicate.get_or_insert_with(|| claims.first_arrival(key));
-        } else if body_won {
-            accepted.push(*row_id);
-            claims.targets.insert(key, *row_id);
-            plan.event_rows.push((*row_id, raw, event));
-            for destination in destinations {
-                plan.job_rows
-                    .push((Uuid::now_v7(), *row_id, destination.as_str()));
-            }
-        } else {
-            won_but_not_stored.push(key);
-        }
-    }
-    // The keys this write won but stored no event for (and its body key) stand for the write's
-    // first stored event, or for the event it duplicates.
-    let stands_for = accepted
-        .first()
-        .copied()
-        .or(first_duplicate)
-        .ok_or_else(|| StoreError::other("a write without events"))?;
-    won_but_not_stored.extend(body_key.filter(|_| body_won));
-    for key in won_but_not_stored {
-        claims.targets.insert(key, stands_for);
-        if claims.first_claim.get(&key) != Some(&stands_for) {
-            plan.repointed.push((key, stands_for));
-        }
-    }
-    if accepted.is_empty() {
-        return Ok(IngestOutcome::Duplicate {
-            event_id: stands_for,
-        });
-    }
-    plan.raw_rows.push((raw, "accepted", None));
-    Ok(IngestOutcome::Accepted {
-        event_ids: accepted,
-    })
 }
 
 /// Counts the later arrivals answered as duplicates on their keys' rows.
