@@ -2,17 +2,30 @@
 //! list by the first migration), as one enum that reads and writes that column.
 //!
 //! ```text
-//!   ingest ──► due ──claim──► running ──2xx──────────────► delivered
-//!              ▲  ▲              │  │ ──retryable, attempts left──► retrying ──claim──► running
-//!              │  │              │  │ ──retryable, none left──────► dead
-//!              │  │              │  └─permanent (4xx, SSRF refusal)─► failed
-//!              │  └─release (shutdown, first attempt)─┘
-//!              │     (release after a later attempt and lease rescue go to retrying)
-//!              └─── replay (from delivered, failed or dead; the schedule starts over)
+//!    new job
+//!       │
+//!       ▼
+//!      due ◄──────────── replay ◄──────────── delivered, failed, dead
+//!     │   ▲                                              ▲
+//!claim│   │released at attempt 1                         │finish: 2xx, refused, spent
+//!     ▼   │                                              │
+//!    running ────────────────────────────────────────────┘
+//!     │   ▲
+//!     │   │claim        (finish: retry later; lease expired; released after attempt 1)
+//!     ▼   │
+//!    retrying
 //! ```
 //!
-//! `due` and `retrying` are claimable once `next_attempt_at` has passed; `running` holds a
-//! lease; `delivered`, `failed` and `dead` are finished (`finished_at` set) until a replay.
+//! - `due` → `running`, `retrying` → `running`: a worker claims the job under a lease once
+//!   `next_attempt_at` has passed.
+//! - `running` → `delivered` (2xx), `failed` (refused for good: a 4xx, 410 Gone), `dead` (the
+//!   retry schedule is spent) or `retrying` (retryable, attempts left): the attempt's finish.
+//! - `running` → `retrying`: the lease expired (the worker died) and the rescue put it back.
+//! - `running` → `due` or `retrying`: released unfinished at shutdown, its attempt not counted.
+//! - `delivered`, `failed`, `dead` → `due`: a replay, with the retry schedule started over.
+//!
+//! `delivered`, `failed` and `dead` are finished (`finished_at` set) until a replay; retention
+//! deletes a request only when none of its jobs is `due`, `running` or `retrying`.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
