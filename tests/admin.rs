@@ -937,7 +937,9 @@ async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_a
         (config.sources[0].to_record(), secrets)
     };
     let secrets_of_shop = || async {
-        let stored = wasmhook::store::load_sources(&app.pool).await.unwrap();
+        let stored = wasmhook::store::sources::load_sources(&app.pool)
+            .await
+            .unwrap();
         let shop = stored
             .iter()
             .find(|source| source.record.name == "shop")
@@ -950,9 +952,12 @@ async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_a
         secrets.sort();
         secrets
     };
-    wasmhook::store::apply_config_sources(&app.pool, &[source(vec!["from-file-1".into()])])
-        .await
-        .unwrap();
+    wasmhook::store::sources::apply_config_sources(
+        &app.pool,
+        &[source(vec!["from-file-1".into()])],
+    )
+    .await
+    .unwrap();
     let (status, _) = admin(
         &app,
         Method::POST,
@@ -962,9 +967,12 @@ async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_a
     .await;
     assert_eq!(status, StatusCode::CREATED);
     // The file now names another secret, as after an operator edited it and restarted.
-    wasmhook::store::apply_config_sources(&app.pool, &[source(vec!["from-file-2".into()])])
-        .await
-        .unwrap();
+    wasmhook::store::sources::apply_config_sources(
+        &app.pool,
+        &[source(vec!["from-file-2".into()])],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         secrets_of_shop().await,
         vec![
@@ -1011,7 +1019,7 @@ async fn replay_with_the_cap_lifted(
 ) -> uuid::Uuid {
     let fixed =
         wasmhook::config::Config::from_toml(&app.config_text().replace(TIGHT_LIMITS, "")).unwrap();
-    wasmhook::store::apply_config_sources(
+    wasmhook::store::sources::apply_config_sources(
         &app.pool,
         &[(fixed.sources[0].to_record(), vec![secret.to_owned()])],
     )
@@ -1025,7 +1033,7 @@ async fn replay_with_the_cap_lifted(
             (
                 _,
                 wasmhook::ingest::replay::QuarantineReplay::Stored(
-                    wasmhook::store::IngestOutcome::Accepted { event_ids },
+                    wasmhook::model::ingest::IngestOutcome::Accepted { event_ids },
                 ),
             ),
         ] => event_ids[0],
@@ -1190,7 +1198,7 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["routes"], json!(["order.*"]));
-    let stored = wasmhook::store::jobs::load_destinations(&app.pool, false)
+    let stored = wasmhook::store::destinations::load_destinations(&app.pool, false)
         .await
         .unwrap()
         .into_iter()
@@ -1236,7 +1244,7 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
             "{refused}"
         );
     }
-    let unchanged = wasmhook::store::jobs::load_destinations(&app.pool, false)
+    let unchanged = wasmhook::store::destinations::load_destinations(&app.pool, false)
         .await
         .unwrap()
         .into_iter()
@@ -1260,7 +1268,7 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["url"], "http://[redacted]@127.0.0.1:9/other");
-    let moved_path = wasmhook::store::jobs::load_destinations(&app.pool, false)
+    let moved_path = wasmhook::store::destinations::load_destinations(&app.pool, false)
         .await
         .unwrap()
         .into_iter()

@@ -543,16 +543,19 @@ async fn a_quarantined_request_is_replayed_through_the_fixed_plugin_and_delivere
     )
     .unwrap();
     // Applied as a host restart with the fixed config applies it.
-    wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
-        .await
-        .unwrap();
+    wasmhook::store::sources::apply_config_sources(
+        &app.pool,
+        &[(fixed.sources[0].to_record(), vec![])],
+    )
+    .await
+    .unwrap();
     let results = wasmhook::ingest::replay::replay_quarantined(&fixed, &app.pool, Some(request_id))
         .await
         .unwrap();
     assert_eq!(results.len(), 1);
     let event_id = match &results[0].1 {
         wasmhook::ingest::replay::QuarantineReplay::Stored(
-            wasmhook::store::IngestOutcome::Accepted { event_ids },
+            wasmhook::model::ingest::IngestOutcome::Accepted { event_ids },
         ) => event_ids[0],
         other => panic!("expected the events to be stored, got {other:?}"),
     };

@@ -304,9 +304,9 @@ async fn fifty_concurrent_identical_requests_store_exactly_one_event() {
     assert_eq!(event_ids.len(), 1, "every answer names the first event");
     let counts = app.counts().await;
     assert_eq!((counts.events, counts.raw_requests), (1, 1));
-    let listed = wasmhook::store::list_events(
+    let listed = wasmhook::store::events::list_events(
         &app.pool,
-        &wasmhook::store::EventFilter {
+        &wasmhook::store::events::EventFilter {
             limit: 10,
             ..Default::default()
         },
@@ -540,7 +540,9 @@ config = '{{"signature": {{"scheme": "none"}}}}'
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(recovered, "the host recovered without a restart");
-    let counts = wasmhook::store::stored_counts(&server.pool).await.unwrap();
+    let counts = wasmhook::store::events::stored_counts(&server.pool)
+        .await
+        .unwrap();
     assert_eq!(
         counts.events, 2,
         "the two 2xx'd events, nothing from the outage"

@@ -422,7 +422,7 @@ async fn a_job_replay_waits_for_a_retention_batch_and_its_rows_are_then_kept() {
     // A retention batch in progress holds the guard exclusively.
     let mut retention_batch = app.pool.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(wasmhook::store::REPLAY_GUARD_LOCK)
+        .bind(wasmhook::store::retention::REPLAY_GUARD_LOCK)
         .execute(&mut *retention_batch)
         .await
         .unwrap();

@@ -11,9 +11,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 use wasmhook::ingest::group_commit::{IngestQueue, IngestQueueSettings};
+use wasmhook::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
-use wasmhook::store::jobs::{FinishedAttempt, JobState};
-use wasmhook::store::{IngestOutcome, IngestWrite, RawRequest};
+use wasmhook::store::job_state::JobState;
+use wasmhook::store::jobs::FinishedAttempt;
 
 use support::app::TestApp;
 use support::database::TestDatabase;
@@ -793,9 +794,12 @@ async fn resends_quarantined_while_the_plugin_failed_replay_as_one_event() {
         );
     }
     let fixed = wasmhook::config::Config::from_toml(&app.config_text().replace(tight, "")).unwrap();
-    wasmhook::store::apply_config_sources(&app.pool, &[(fixed.sources[0].to_record(), vec![])])
-        .await
-        .unwrap();
+    wasmhook::store::sources::apply_config_sources(
+        &app.pool,
+        &[(fixed.sources[0].to_record(), vec![])],
+    )
+    .await
+    .unwrap();
     let results = wasmhook::ingest::replay::replay_quarantined(&fixed, &app.pool, None)
         .await
         .unwrap();

@@ -307,9 +307,9 @@ impl DestinationConfig {
     }
 
     /// The row this destination is stored as (its secrets are stored apart).
-    pub fn to_record(&self) -> crate::store::DestinationRecord {
+    pub fn to_record(&self) -> crate::model::destination::DestinationRecord {
         let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
-        crate::store::DestinationRecord {
+        crate::model::destination::DestinationRecord {
             name: self.name.clone(),
             url: self.url.clone(),
             routes: self.routes.clone(),
@@ -494,8 +494,8 @@ impl SourceConfig {
     }
 
     /// The row this source is stored as (its secrets are stored apart).
-    pub fn to_record(&self) -> crate::store::SourceRecord {
-        crate::store::SourceRecord {
+    pub fn to_record(&self) -> crate::store::sources::SourceRecord {
+        crate::store::sources::SourceRecord {
             name: self.name.clone(),
             plugin: self.plugin.clone(),
             config: self.config.clone(),

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::plugins::RejectionKind;
 use crate::signature::SignatureError;
+use crate::store::error::StoreError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -161,9 +162,26 @@ impl ApiError {
         )
     }
 
-    /// Something failed inside; the cause is logged, never shown.
-    pub fn internal(error: &anyhow::Error) -> ApiError {
-        tracing::error!("admin request failed: {error:#}");
+    /// Something failed inside; the cause is logged, never shown. A `StoreError` anywhere in
+    /// the cause's chain answers as that error does (an outage is a 503, not a 500), so that a
+    /// handler need not tell store failures from its own.
+    pub fn internal<E>(error: &E) -> ApiError
+    where
+        E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+    {
+        let error = error.as_ref();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = cause {
+            if let Some(store_error) = current.downcast_ref::<StoreError>() {
+                return ApiError::from(store_error);
+            }
+            cause = current.source();
+        }
+        tracing::error!("admin request failed: {}", error_chain(error));
+        ApiError::hidden_failure()
+    }
+
+    fn hidden_failure() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -171,16 +189,54 @@ impl ApiError {
         )
     }
 
+    /// The webhook could not be stored; the sender should retry.
     pub fn store_unavailable() -> ApiError {
+        ApiError::unavailable("the webhook could not be stored right now; retry later")
+    }
+
+    fn unavailable(detail: &'static str) -> ApiError {
         ApiError {
             retry_after_seconds: Some(5),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the webhook could not be stored right now; retry later",
-            )
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
         }
     }
+}
+
+/// A store failure as the API answers it: the kind decides the status; the message, which names
+/// tables and the database's own words, only reaches the log.
+impl From<&StoreError> for ApiError {
+    fn from(error: &StoreError) -> ApiError {
+        match error {
+            StoreError::Unavailable(_) => {
+                tracing::warn!("admin request failed: {error}");
+                ApiError::unavailable("the database is unavailable right now; retry later")
+            }
+            StoreError::NotFound(_) => {
+                tracing::info!("admin request found nothing: {error}");
+                ApiError::not_found("the requested item does not exist")
+            }
+            StoreError::Conflict(_) => {
+                tracing::info!("admin request conflicted: {error}");
+                ApiError::conflict("the change conflicts with what is stored; reload and retry")
+            }
+            StoreError::Other { .. } => {
+                tracing::error!("admin request failed: {error}");
+                ApiError::hidden_failure()
+            }
+        }
+    }
+}
+
+/// Every message of an error's chain, outermost first, as `anyhow`'s `{:#}` shows them.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 impl IntoResponse for ApiError {
@@ -215,12 +271,50 @@ mod tests {
     }
 
     #[test]
+    fn store_errors_answer_by_kind_wherever_they_are_in_the_chain() {
+        let message = || "listing events: error returned from database: secret_table".to_owned();
+        let table = [
+            (
+                StoreError::Unavailable(message()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                StoreError::NotFound(message()),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                StoreError::Conflict(message()),
+                StatusCode::CONFLICT,
+                "conflict",
+            ),
+            (
+                StoreError::other(message()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in table {
+            let direct = ApiError::internal(&error);
+            let wrapped = ApiError::internal(&anyhow::Error::from(error).context("loading a view"));
+            for answer in [direct, wrapped] {
+                assert_eq!((answer.status, answer.code), (status, code));
+                assert!(!answer.detail.contains("secret_table"), "{}", answer.detail);
+            }
+        }
+        let plain = ApiError::internal(&anyhow::anyhow!("no store here"));
+        assert_eq!(plain.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn retry_after_is_sent_for_rate_limits_and_outages() {
         for error in [
             ApiError::rate_limited(3),
             ApiError::client_rate_limited(1),
             ApiError::too_many_failed_logins(300),
             ApiError::store_unavailable(),
+            ApiError::internal(&StoreError::Unavailable("down".to_owned())),
         ] {
             let response = error.into_response();
             assert!(response.headers().contains_key(header::RETRY_AFTER));

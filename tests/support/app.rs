@@ -182,8 +182,10 @@ impl TestApp {
         start(&self.config_text, &self.overrides, roles).await
     }
 
-    pub async fn counts(&self) -> wasmhook::store::StoredCounts {
-        wasmhook::store::stored_counts(&self.pool).await.unwrap()
+    pub async fn counts(&self) -> wasmhook::store::events::StoredCounts {
+        wasmhook::store::events::stored_counts(&self.pool)
+            .await
+            .unwrap()
     }
 }
 

@@ -24,8 +24,10 @@ use crate::ingest::handler::IngestState;
 use crate::ingest::redaction;
 use crate::rate_limit::LoginThrottle;
 use crate::sources::registry::SourceDefaults;
+use crate::store;
+use crate::store::events::EventFilter;
 use crate::store::jobs::{self, ReplayFilter};
-use crate::store::{self, Change, EventFilter, SecretOwner};
+use crate::store::secrets::{Change, SecretOwner};
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -125,22 +127,22 @@ impl AdminState {
         SourceConfig,
         crate::config::RateLimitConfig,
         crate::config::LimitOverrides,
-        store::SecretView,
+        store::secrets::SecretView,
         NewSecret,
         CreatedSecret,
         DestinationView,
         DestinationConfig,
-        store::DestinationStats,
+        store::destinations::DestinationStats,
         EventPage,
-        store::EventSummary,
-        store::QuarantinedSummary,
-        store::EventDetail,
-        store::RawRequestView,
-        store::DeliveryView,
-        store::AttemptView,
+        store::events::EventSummary,
+        store::events::QuarantinedSummary,
+        store::events::EventDetail,
+        store::events::RawRequestView,
+        store::events::DeliveryView,
+        store::events::AttemptView,
         ReplayRequest,
         ReplayAnswer,
-        store::PluginVersionView,
+        store::plugin_versions::PluginVersionView,
         ActivateRequest,
         ErrorBody,
     )),
@@ -405,12 +407,12 @@ pub struct SourceView {
     pub rate_limit: Option<crate::config::RateLimitConfig>,
     pub limits: crate::config::LimitOverrides,
     pub dedupe_on_body: bool,
-    pub secrets: Vec<store::SecretView>,
+    pub secrets: Vec<store::secrets::SecretView>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl SourceView {
-    fn new(source: store::StoredSource) -> Result<SourceView, ApiError> {
+    fn new(source: store::sources::StoredSource) -> Result<SourceView, ApiError> {
         let record = source.record;
         let limits = serde_json::from_value(record.limit_overrides)
             .map_err(|error| ApiError::internal(&anyhow::Error::from(error)))?;
@@ -438,7 +440,7 @@ impl SourceView {
 }
 
 async fn find_source(state: &AdminState, name: &str) -> Result<SourceView, ApiError> {
-    let source = store::load_sources(&state.pool)
+    let source = store::sources::load_sources(&state.pool)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -487,7 +489,7 @@ async fn checked_source(
     )
     .await
     .map_err(|error| ApiError::invalid_field("plugin", format!("{error:#}")))?;
-    let candidate = store::StoredSource {
+    let candidate = store::sources::StoredSource {
         record: input.to_record(),
         secrets: Vec::new(),
         updated_at: Utc::now(),
@@ -529,7 +531,7 @@ async fn source_scheme(
     state: &AdminState,
     name: &str,
 ) -> Result<crate::signature::SignatureScheme, ApiError> {
-    let source = store::load_sources(&state.pool)
+    let source = store::sources::load_sources(&state.pool)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -552,7 +554,7 @@ async fn source_scheme(
 async fn list_sources(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
-    store::load_sources(&state.pool)
+    store::sources::load_sources(&state.pool)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -570,7 +572,7 @@ async fn create_source(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (input, secrets) = checked_source(&state, &body).await?;
-    match store::create_source(&state.pool, &input.to_record(), &secrets)
+    match store::sources::create_source(&state.pool, &input.to_record(), &secrets)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -619,7 +621,7 @@ async fn update_source(
         ));
     }
     let replace_secrets = (!secrets.is_empty()).then_some(secrets.as_slice());
-    match store::update_source(&state.pool, &input.to_record(), replace_secrets)
+    match store::sources::update_source(&state.pool, &input.to_record(), replace_secrets)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -637,7 +639,7 @@ async fn delete_source(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match store::delete_source(&state.pool, &name)
+    match store::sources::delete_source(&state.pool, &name)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -660,7 +662,7 @@ pub struct NewSecret {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct CreatedSecret {
     #[serde(flatten)]
-    pub view: store::SecretView,
+    pub view: store::secrets::SecretView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated_secret: Option<String>,
 }
@@ -673,7 +675,7 @@ async fn add_secret(
     secret: String,
     generated: bool,
 ) -> Result<Response, ApiError> {
-    let view = match store::add_secret(&state.pool, owner, name, &secret)
+    let view = match store::secrets::add_secret(&state.pool, owner, name, &secret)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -717,7 +719,7 @@ async fn retire_secret(
         ))
     };
     let secret_id: Uuid = secret_id.parse().map_err(|_| not_found())?;
-    match store::retire_secret(&state.pool, owner, name, secret_id)
+    match store::secrets::retire_secret(&state.pool, owner, name, secret_id)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -789,7 +791,7 @@ async fn add_destination_secret(
             check_destination_secret(&secret)?;
             (secret, false)
         }
-        None => (store::generate_signing_secret(), true),
+        None => (store::secrets::generate_signing_secret(), true),
     };
     add_secret(&state, SecretOwner::Destination, &name, secret, generated).await
 }
@@ -824,16 +826,16 @@ pub struct DestinationView {
     pub breaker_failure_threshold: u32,
     pub breaker_cooldown_seconds: f64,
     /// The signing secrets (never their values); every delivery is signed with each.
-    pub secrets: Vec<store::SecretView>,
+    pub secrets: Vec<store::secrets::SecretView>,
     /// Shown once, in the answer that generated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated_signing_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stats: Option<store::DestinationStats>,
+    pub stats: Option<store::destinations::DestinationStats>,
 }
 
-impl From<crate::delivery::attempt::Destination> for DestinationView {
-    fn from(destination: crate::delivery::attempt::Destination) -> Self {
+impl From<crate::model::destination::Destination> for DestinationView {
+    fn from(destination: crate::model::destination::Destination) -> Self {
         DestinationView {
             name: destination.name,
             url: redaction::url_without_userinfo(&destination.url),
@@ -868,7 +870,7 @@ async fn keep_stored_credentials(
     state: &AdminState,
     input: &mut DestinationConfig,
 ) -> Result<(), ApiError> {
-    let stored = jobs::load_destinations(&state.pool, false)
+    let stored = crate::store::destinations::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -894,7 +896,7 @@ async fn keep_stored_credentials(
 
 /// A destination's view with its secrets listed; 404 when there is none of that name.
 async fn find_destination(state: &AdminState, name: &str) -> Result<DestinationView, ApiError> {
-    let destination = jobs::load_destinations(&state.pool, false)
+    let destination = crate::store::destinations::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -910,8 +912,8 @@ async fn secrets_of(
     state: &AdminState,
     owner: SecretOwner,
     name: &str,
-) -> Result<Vec<store::SecretView>, ApiError> {
-    store::list_secrets(&state.pool, owner, name)
+) -> Result<Vec<store::secrets::SecretView>, ApiError> {
+    store::secrets::list_secrets(&state.pool, owner, name)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .ok_or_else(|| ApiError::not_found(format!("no {} named {name:?}", owner_noun(owner))))
@@ -956,7 +958,7 @@ fn destination_input(body: &[u8]) -> Result<(DestinationConfig, Option<String>),
 async fn list_destinations(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<DestinationView>>, ApiError> {
-    let destinations = jobs::load_destinations(&state.pool, false)
+    let destinations = crate::store::destinations::load_destinations(&state.pool, false)
         .await
         .map_err(|error| ApiError::internal(&error))?;
     let mut views = Vec::with_capacity(destinations.len());
@@ -988,9 +990,11 @@ async fn create_destination(
             "`[redacted]@` stands for stored credentials, and a new destination has none",
         ));
     }
-    let generated = secret.is_none().then(store::generate_signing_secret);
+    let generated = secret
+        .is_none()
+        .then(store::secrets::generate_signing_secret);
     let secret = secret.or_else(|| generated.clone()).unwrap_or_default();
-    match store::create_destination(&state.pool, &input.to_record(), &secret)
+    match store::destinations::create_destination(&state.pool, &input.to_record(), &secret)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -1017,7 +1021,7 @@ async fn get_destination(
 ) -> Result<Json<DestinationView>, ApiError> {
     let mut view = find_destination(&state, &name).await?;
     view.stats = Some(
-        store::destination_stats(&state.pool, &name)
+        store::destinations::destination_stats(&state.pool, &name)
             .await
             .map_err(|error| ApiError::internal(&error))?,
     );
@@ -1042,9 +1046,13 @@ async fn update_destination(
         ));
     }
     keep_stored_credentials(&state, &mut input).await?;
-    match store::update_destination(&state.pool, &input.to_record(), secret.as_deref())
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+    match store::destinations::update_destination(
+        &state.pool,
+        &input.to_record(),
+        secret.as_deref(),
+    )
+    .await
+    .map_err(|error| ApiError::internal(&error))?
     {
         Change::Done => {}
         _ => {
@@ -1064,7 +1072,7 @@ async fn delete_destination(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match store::delete_destination(&state.pool, &name)
+    match store::destinations::delete_destination(&state.pool, &name)
         .await
         .map_err(|error| ApiError::internal(&error))?
     {
@@ -1084,7 +1092,7 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<DestinationView>, ApiError> {
     find_destination(state, name).await?;
-    jobs::set_paused(&state.pool, name, paused)
+    crate::store::destinations::set_paused(&state.pool, name, paused)
         .await
         .map_err(|error| ApiError::internal(&error))?;
     Ok(Json(find_destination(state, name).await?))
@@ -1135,8 +1143,8 @@ pub struct EventQuery {
 /// One page of events (or quarantined requests), newest first.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct EventPage {
-    pub events: Vec<store::EventSummary>,
-    pub quarantined: Vec<store::QuarantinedSummary>,
+    pub events: Vec<store::events::EventSummary>,
+    pub quarantined: Vec<store::events::QuarantinedSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<Uuid>,
 }
@@ -1166,7 +1174,7 @@ async fn list_events(
     };
     match query.status.as_deref() {
         None | Some("accepted") => {
-            let events = store::list_events(&state.pool, &filter)
+            let events = store::events::list_events(&state.pool, &filter)
                 .await
                 .map_err(|error| ApiError::internal(&error))?;
             let next_cursor = (events.len() as i64 == limit)
@@ -1179,7 +1187,7 @@ async fn list_events(
             }))
         }
         Some("quarantined") => {
-            let quarantined = store::list_quarantined(&state.pool, &filter)
+            let quarantined = store::events::list_quarantined(&state.pool, &filter)
                 .await
                 .map_err(|error| ApiError::internal(&error))?;
             let next_cursor = (quarantined.len() as i64 == limit)
@@ -1200,15 +1208,15 @@ async fn list_events(
 
 #[utoipa::path(get, path = "/admin/v1/events/{id}", tag = "events",
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = store::EventDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = store::events::EventDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn get_event(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<store::EventDetail>, ApiError> {
+) -> Result<Json<store::events::EventDetail>, ApiError> {
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no event with id {id:?}")))?;
-    let mut detail = store::event_detail(&state.pool, id)
+    let mut detail = store::events::event_detail(&state.pool, id)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
@@ -1232,7 +1240,7 @@ async fn current_scheme(
     {
         return Some(source.active.load().settings.signature.clone());
     }
-    let stored = store::load_sources(&state.pool)
+    let stored = store::sources::load_sources(&state.pool)
         .await
         .ok()?
         .into_iter()
@@ -1314,11 +1322,11 @@ async fn replay(
 }
 
 #[utoipa::path(get, path = "/admin/v1/plugins", tag = "plugins",
-    responses((status = 200, body = Vec<store::PluginVersionView>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<store::plugin_versions::PluginVersionView>), (status = 401, body = ErrorBody)))]
 async fn list_plugins(
     State(state): State<Arc<AdminState>>,
-) -> Result<Json<Vec<store::PluginVersionView>>, ApiError> {
-    store::list_plugin_versions(&state.pool)
+) -> Result<Json<Vec<store::plugin_versions::PluginVersionView>>, ApiError> {
+    store::plugin_versions::list_plugin_versions(&state.pool)
         .await
         .map(Json)
         .map_err(|error| ApiError::internal(&error))
@@ -1338,7 +1346,7 @@ fn check_plugin_name(name: &str) -> Result<(), ApiError> {
 #[utoipa::path(put, path = "/admin/v1/plugins/{name}", tag = "plugins",
     params(("name" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (.wasm), as raw bytes."),
-    responses((status = 201, body = store::PluginVersionView), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = store::plugin_versions::PluginVersionView), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn upload_plugin(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -1353,12 +1361,17 @@ async fn upload_plugin(
         .await
         .map_err(|error| ApiError::invalid_field("body", error))?;
     let manifest = serde_json::to_value(plugin.manifest())
-        .map_err(|error| ApiError::internal(&error.into()))?;
-    let (version_id, _) =
-        store::register_plugin_version(&state.pool, &name, plugin.content_hash(), &body, &manifest)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
-    let view = store::list_plugin_versions(&state.pool)
+        .map_err(|error| ApiError::internal(&anyhow::Error::from(error)))?;
+    let (version_id, _) = store::plugin_versions::register_plugin_version(
+        &state.pool,
+        &name,
+        plugin.content_hash(),
+        &body,
+        &manifest,
+    )
+    .await
+    .map_err(|error| ApiError::internal(&error))?;
+    let view = store::plugin_versions::list_plugin_versions(&state.pool)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .into_iter()
@@ -1376,18 +1389,19 @@ pub struct ActivateRequest {
 
 #[utoipa::path(post, path = "/admin/v1/plugins/{name}/activate", tag = "plugins",
     params(("name" = String, Path)), request_body = ActivateRequest,
-    responses((status = 200, body = Vec<store::PluginVersionView>), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Vec<store::plugin_versions::PluginVersionView>), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn activate_plugin(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
     body: Bytes,
-) -> Result<Json<Vec<store::PluginVersionView>>, ApiError> {
+) -> Result<Json<Vec<store::plugin_versions::PluginVersionView>>, ApiError> {
     let request: ActivateRequest =
         serde_json::from_slice(&body).map_err(|error| ApiError::invalid_field("body", error))?;
-    let activated = store::activate_plugin_version(&state.pool, &name, request.version_id)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let activated =
+        store::plugin_versions::activate_plugin_version(&state.pool, &name, request.version_id)
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
     if !activated {
         return Err(ApiError::not_found(format!(
             "plugin {name:?} has no version {}",
@@ -1399,12 +1413,12 @@ async fn activate_plugin(
 
 #[utoipa::path(post, path = "/admin/v1/plugins/{name}/rollback", tag = "plugins",
     params(("name" = String, Path)),
-    responses((status = 200, body = Vec<store::PluginVersionView>), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<store::plugin_versions::PluginVersionView>), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn rollback_plugin(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
-) -> Result<Json<Vec<store::PluginVersionView>>, ApiError> {
-    let previous = store::previous_plugin_version(&state.pool, &name)
+) -> Result<Json<Vec<store::plugin_versions::PluginVersionView>>, ApiError> {
+    let previous = store::plugin_versions::previous_plugin_version(&state.pool, &name)
         .await
         .map_err(|error| ApiError::internal(&error))?
         .ok_or_else(|| {
@@ -1412,7 +1426,7 @@ async fn rollback_plugin(
                 "plugin {name:?} has no earlier version to roll back to"
             ))
         })?;
-    store::activate_plugin_version(&state.pool, &name, previous)
+    store::plugin_versions::activate_plugin_version(&state.pool, &name, previous)
         .await
         .map_err(|error| ApiError::internal(&error))?;
     list_plugins(State(state)).await

@@ -8,7 +8,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::metrics;
-use crate::store::{self, RetentionBatch};
+use crate::store;
+use crate::store::retention::RetentionBatch;
 
 /// How long rows are kept, and how retention paces itself.
 #[derive(Clone, Debug)]
@@ -35,7 +36,7 @@ pub async fn run_pass(
     let before = |keep: Duration| now - chrono::Duration::from_std(keep).unwrap_or_default();
     let mut totals = RetentionBatch::default();
     for _ in 0..max_batches {
-        let batch = store::delete_expired_batch(
+        let batch = store::retention::delete_expired_batch(
             pool,
             before(settings.events),
             before(settings.replayable),

@@ -13,10 +13,11 @@ use crate::config::Config;
 use crate::delivery::worker::{WorkerHandle, WorkerSettings};
 use crate::ingest::group_commit::{IngestQueue, IngestQueueSettings};
 use crate::ingest::handler::IngestState;
+use crate::model::destination::DestinationRecord;
 use crate::plugins::{PluginRuntime, RuntimeSettings};
 use crate::sources::registry::{SourceDefaults, SourceRegistry};
+use crate::store;
 use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use crate::store::{self, DestinationRecord};
 
 const EMBEDDED_DATABASE: &str = "wasmhook";
 
@@ -154,8 +155,11 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         compiled_cache_dir: Some(config.compiled_cache_dir()),
     })?;
 
-    let generated =
-        store::apply_config_destinations(&database.pool, &config_destinations(&config)?).await?;
+    let generated = store::destinations::apply_config_destinations(
+        &database.pool,
+        &config_destinations(&config)?,
+    )
+    .await?;
     // Shown once, and only to a person at a terminal: when stderr is collected (a service, a
     // container) it is a log, and secrets never go to the log.
     let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -359,8 +363,8 @@ async fn load_sources(
             .collect::<anyhow::Result<Vec<_>>>()?;
         config_sources.push((source.to_record(), secrets));
     }
-    store::apply_config_sources(pool, &config_sources).await?;
-    let stored = store::load_sources(pool).await?;
+    store::sources::apply_config_sources(pool, &config_sources).await?;
+    let stored = store::sources::load_sources(pool).await?;
     crate::sources::hot_reload::register_directory_plugins(
         &config.plugins.dir,
         stored.iter().map(|source| source.record.plugin.as_str()),

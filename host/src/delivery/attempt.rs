@@ -8,33 +8,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::delivery::retry::{self, AttemptOutcome, RetryPolicy};
-use crate::signature::{self, Secret};
+use crate::delivery::retry::{self, AttemptOutcome};
+use crate::model::destination::Destination;
+use crate::signature;
 
 /// Response bytes kept in the attempt record.
 const RESPONSE_BODY_KEPT_BYTES: usize = 4096;
 /// Response bytes read at most (the rest is dropped with the connection).
 const RESPONSE_BODY_READ_BYTES: usize = 64 << 10;
-
-/// A destination with everything the worker needs to deliver to it.
-#[derive(Clone, Debug)]
-pub struct Destination {
-    pub name: String,
-    pub url: String,
-    pub routes: Vec<String>,
-    /// Every delivery is signed with each of these (several while a secret is rotated).
-    pub signing_secrets: Vec<Secret>,
-    pub headers: Vec<(String, String)>,
-    pub timeout: Duration,
-    pub retry_policy: RetryPolicy,
-    pub max_concurrency: usize,
-    pub rate_limit_per_second: Option<f64>,
-    pub paused: bool,
-    pub allow_private_networks: bool,
-    pub retry_client_errors: bool,
-    pub breaker_failure_threshold: u32,
-    pub breaker_cooldown: Duration,
-}
 
 /// What one attempt did, for the attempt record and the job's next state.
 #[derive(Clone, Debug)]
@@ -383,6 +364,7 @@ fn check_url(destination: &Destination, allowed_ports: &[u16]) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::destination::RetryPolicy;
 
     #[test]
     fn private_addresses_are_recognized() {

@@ -1,8 +1,11 @@
-//! Delivery outcomes and retry timing. Pure: the caller passes `now` and the jitter sample.
+//! Delivery outcomes and retry timing. Pure: the caller passes `now` and the jitter sample. The
+//! policy itself is `model::destination::RetryPolicy`, beside the destination that has it.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::model::destination::RetryPolicy;
 
 /// What one delivery attempt came to. A value, not an error: failing receivers are normal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,15 +66,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let date = DateTime::parse_from_rfc2822(value).ok()?;
     let wait = date.with_timezone(&Utc) - now;
     Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// A destination's retry policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The delay before each attempt; its length is the number of attempts.
-    pub schedule: Vec<Duration>,
-    /// The least delay after a timeout or a 429.
-    pub throttle_min_delay: Duration,
 }
 
 /// What happens after a retryable failure.

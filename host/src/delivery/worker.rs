@@ -14,12 +14,14 @@ use uuid::Uuid;
 
 use tracing::Instrument;
 
-use crate::delivery::attempt::{Deliverer, Destination};
+use crate::delivery::attempt::Deliverer;
 use crate::delivery::breaker::{Admission, CircuitBreaker, Transition};
 use crate::delivery::retry::{AttemptOutcome, NextStep};
 use crate::metrics;
+use crate::model::destination::Destination;
 use crate::rate_limit::TokenBucket;
-use crate::store::jobs::{self, ClaimedJob, FinishedAttempt, JobState};
+use crate::store::job_state::JobState;
+use crate::store::jobs::{self, ClaimedJob, FinishedAttempt};
 
 /// How the worker runs.
 #[derive(Clone, Debug)]
@@ -199,7 +201,12 @@ async fn run(pool: PgPool, settings: WorkerSettings, mut stopped: watch::Receive
 
     while !*stopped.borrow() {
         if destinations_loaded_at.is_none_or(|at| at.elapsed() > Duration::from_secs(2)) {
-            match jobs::load_destinations(&pool, settings.allow_private_networks).await {
+            match crate::store::destinations::load_destinations(
+                &pool,
+                settings.allow_private_networks,
+            )
+            .await
+            {
                 Ok(loaded) => {
                     destinations = loaded;
                     destinations_loaded_at = Some(Instant::now());
@@ -375,7 +382,9 @@ async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: Cl
                 "the receiver answered 410 Gone: pausing the destination until an operator resumes it"
             );
             metrics::destination_paused(&destination.name);
-            if let Err(error) = jobs::set_paused(&shared.pool, &destination.name, true).await {
+            if let Err(error) =
+                crate::store::destinations::set_paused(&shared.pool, &destination.name, true).await
+            {
                 tracing::error!("could not pause the destination: {error:#}");
             }
             (JobState::Failed, None)

@@ -3,10 +3,10 @@
 //! what is answered. Pure: no I/O, so each case is a row of the table in the tests.
 
 use crate::model::events::NormalizedEvent;
+use crate::model::ingest::{IngestWrite, RawRequest};
 use crate::plugins::{PluginOutcome, PluginReply, RejectionKind};
 use crate::sources::destinations::{DestinationRoutes, route_events};
 use crate::sources::registry::{ActivePlugin, SourceRuntime};
-use crate::store::{IngestWrite, RawRequest};
 
 /// What becomes of a verified request once its plugin ran.
 #[derive(Debug, PartialEq, Eq)]

@@ -12,11 +12,13 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::store::{self, BatchError, IngestOutcome, IngestWrite, StoreUnavailable};
+use crate::model::ingest::{IngestOutcome, IngestWrite};
+use crate::store;
+use crate::store::error::StoreError;
 
 struct PendingWrite {
     write: IngestWrite,
-    reply: oneshot::Sender<Result<IngestOutcome, StoreUnavailable>>,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
 }
 
 /// The submitting side of the group-commit queue.
@@ -45,14 +47,14 @@ impl IngestQueue {
     }
 
     /// Submits one write and waits until it is committed (or the store failed).
-    pub async fn write(&self, write: IngestWrite) -> Result<IngestOutcome, StoreUnavailable> {
+    pub async fn write(&self, write: IngestWrite) -> Result<IngestOutcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.sender
             .send(PendingWrite { write, reply })
             .await
-            .map_err(|_| StoreUnavailable("the ingest writers have stopped".to_owned()))?;
+            .map_err(|_| StoreError::Unavailable("the ingest writers have stopped".to_owned()))?;
         outcome.await.map_err(|_| {
-            StoreUnavailable("the ingest writer stopped before answering".to_owned())
+            StoreError::Unavailable("the ingest writer stopped before answering".to_owned())
         })?
     }
 }
@@ -96,12 +98,13 @@ pub async fn write_or_split(
     pool: &PgPool,
     writes: &[IngestWrite],
     dedupe_window: Duration,
-) -> Vec<Result<IngestOutcome, StoreUnavailable>> {
-    let error = match store::write_batch(pool, writes, dedupe_window, chrono::Utc::now()).await {
-        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-        Err(error) => error,
-    };
-    if matches!(error, BatchError::Refused(_)) && writes.len() > 1 {
+) -> Vec<Result<IngestOutcome, StoreError>> {
+    let error =
+        match store::ingest::write_batch(pool, writes, dedupe_window, chrono::Utc::now()).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(error) => error,
+        };
+    if error.is_row_refusal() && writes.len() > 1 {
         tracing::warn!(
             "the database refused an ingest batch of {} requests ({error}); storing them one by one",
             writes.len()
@@ -112,11 +115,7 @@ pub async fn write_or_split(
         "an ingest batch of {} requests was not stored: {error}",
         writes.len()
     );
-    let unavailable = StoreUnavailable::from(error);
-    writes
-        .iter()
-        .map(|_| Err(StoreUnavailable(unavailable.0.clone())))
-        .collect()
+    writes.iter().map(|_| Err(error.clone())).collect()
 }
 
 /// Stores each write in its own transaction. A write refused alone fails alone; one that meets
@@ -126,20 +125,20 @@ async fn write_one_by_one(
     pool: &PgPool,
     writes: &[IngestWrite],
     dedupe_window: Duration,
-) -> Vec<Result<IngestOutcome, StoreUnavailable>> {
+) -> Vec<Result<IngestOutcome, StoreError>> {
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
         let single = std::slice::from_ref(write);
-        match store::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
+        match store::ingest::write_batch(pool, single, dedupe_window, chrono::Utc::now()).await {
             Ok(mut outcome) => outcomes.push(Ok(outcome.remove(0))),
-            Err(BatchError::Refused(message)) => {
-                tracing::error!("an ingest request was not stored: {message}");
-                outcomes.push(Err(StoreUnavailable(message)));
+            Err(error) if error.is_row_refusal() => {
+                tracing::error!("an ingest request was not stored: {error}");
+                outcomes.push(Err(error));
             }
-            Err(BatchError::Unavailable(unavailable)) => {
+            Err(error) => {
                 let left = writes.len() - outcomes.len();
-                tracing::error!("{left} ingest requests were not stored: {unavailable}");
-                outcomes.extend((0..left).map(|_| Err(StoreUnavailable(unavailable.0.clone()))));
+                tracing::error!("{left} ingest requests were not stored: {error}");
+                outcomes.extend((0..left).map(|_| Err(error.clone())));
                 break;
             }
         }

@@ -20,11 +20,11 @@ use crate::http_error::ApiError;
 use crate::ingest::decide::{Answer, Decision, decide, events_write};
 use crate::ingest::group_commit::IngestQueue;
 use crate::metrics;
+use crate::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use crate::plugins::{PluginOutcome, PluginRequest, RejectionKind, RequestCheck};
 use crate::rate_limit::AddressBuckets;
 use crate::signature::{self, SignedRequest};
 use crate::sources::registry::{ActivePlugin, SourceRegistry, SourceRuntime};
-use crate::store::{IngestOutcome, IngestWrite, RawRequest};
 
 /// Most bytes of a plugin failure logged with a quarantine.
 const QUARANTINE_LOG_LIMIT: usize = 512;

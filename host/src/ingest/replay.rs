@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::ingest::decide::{Answer, Decision, decide, events_write};
+use crate::model::ingest::{IngestOutcome, RawRequest};
 use crate::plugins::{PluginRuntime, RuntimeSettings};
 use crate::sources::destinations::{DestinationRoutes, destination_routes};
 use crate::sources::registry::{SourceDefaults, SourceRuntime, build_source};
+use crate::store;
 use crate::store::jobs::{self, ReplayFilter};
-use crate::store::{self, IngestOutcome, RawRequest};
 
 /// What became of one quarantined request.
 #[derive(Debug)]
@@ -39,7 +40,7 @@ pub async fn replay_quarantined(
     pool: &PgPool,
     request_id: Option<Uuid>,
 ) -> anyhow::Result<Vec<(Uuid, QuarantineReplay)>> {
-    let guard = store::ReplayGuard::hold(pool).await?;
+    let guard = store::retention::ReplayGuard::hold(pool).await?;
     let result = replay_pages(config, pool, request_id).await;
     guard.release().await;
     result
@@ -55,7 +56,8 @@ async fn replay_pages(
     let mut after = None;
     loop {
         let page =
-            store::quarantined_requests(pool, request_id, after, QUARANTINE_PAGE_SIZE).await?;
+            store::ingest::quarantined_requests(pool, request_id, after, QUARANTINE_PAGE_SIZE)
+                .await?;
         let Some(last) = page.last() else {
             break;
         };
@@ -83,7 +85,7 @@ struct Replayer<'a> {
     pool: &'a PgPool,
     runtime: std::sync::Arc<PluginRuntime>,
     defaults: SourceDefaults,
-    stored_sources: Vec<store::StoredSource>,
+    stored_sources: Vec<store::sources::StoredSource>,
     destinations: Vec<DestinationRoutes>,
     sources: HashMap<String, Result<SourceRuntime, String>>,
 }
@@ -100,8 +102,10 @@ impl<'a> Replayer<'a> {
             pool,
             runtime,
             defaults: SourceDefaults::from_config(config),
-            stored_sources: store::load_sources(pool).await?,
-            destinations: destination_routes(jobs::load_destinations(pool, false).await?),
+            stored_sources: store::sources::load_sources(pool).await?,
+            destinations: destination_routes(
+                crate::store::destinations::load_destinations(pool, false).await?,
+            ),
             sources: HashMap::new(),
         })
     }
@@ -166,7 +170,7 @@ async fn replay_through(
     // The body key as at ingest: resends of one body that were each quarantined while the
     // plugin failed are one event once replayed, the later ones duplicates.
     let write = events_write(source, &active, destinations, raw, events);
-    let stored = store::write_batch(
+    let stored = store::ingest::write_batch(
         pool,
         std::slice::from_ref(&write),
         Duration::from_secs(config.ingest.dedupe_window_seconds),
@@ -177,7 +181,7 @@ async fn replay_through(
     let outcome = stored.into_iter().next().context("one outcome")?;
     if matches!(outcome, IngestOutcome::Duplicate { .. }) {
         // Its events were stored meanwhile; the request is handled.
-        store::mark_request_accepted(pool, request_id).await?;
+        store::ingest::mark_request_accepted(pool, request_id).await?;
     }
     Ok(QuarantineReplay::Stored(outcome))
 }
@@ -202,7 +206,7 @@ pub async fn replay_command(
 ) -> anyhow::Result<()> {
     if quarantined || request_id.is_some() {
         if dry_run {
-            let count = store::count_quarantined(pool, request_id).await?;
+            let count = store::ingest::count_quarantined(pool, request_id).await?;
             println!("{count} quarantined requests would be replayed");
             return Ok(());
         }

@@ -10,7 +10,7 @@
 //! by anyone who once saw a signed delivery, under a fresh delivery-id header. For those schemes
 //! a second dedupe key covers the body and the event types the plugin made of it, written in
 //! the same transaction as the event ids and reclaimed after the same window; see
-//! `store::write_batch`. The event types are part of it because platforms send one body under
+//! `store::ingest::write_batch`. The event types are part of it because platforms send one body under
 //! several topics (Shopify's `orders/create`, `orders/paid` and `orders/updated` carry the same
 //! order JSON): those are distinct deliveries. A resend that changes the unsigned event-type
 //! header therefore gets through, but only as another event type, never as a second copy of

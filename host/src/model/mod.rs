@@ -1,5 +1,8 @@
-//! Shared types that every layer speaks: normalized events and their CloudEvents form, and the
-//! dedupe keys ingest and the store agree on. Pure; imports nothing of the crate but `signature`.
+//! Shared types that every layer speaks: normalized events and their CloudEvents form, the
+//! dedupe keys ingest and the store agree on, destinations as stored and delivered, and the
+//! writes ingest hands the store. Pure; imports nothing of the crate but `signature`.
 
 pub mod dedupe;
+pub mod destination;
 pub mod events;
+pub mod ingest;

@@ -13,7 +13,7 @@ pub struct DestinationRoutes {
 /// The compiled routes of each destination; one whose stored routes do not compile is
 /// skipped (and logged), since the API and the config refuse such routes.
 pub fn destination_routes(
-    destinations: Vec<crate::delivery::attempt::Destination>,
+    destinations: Vec<crate::model::destination::Destination>,
 ) -> Vec<DestinationRoutes> {
     destinations
         .into_iter()

@@ -124,10 +124,15 @@ async fn activate_file(
         .load_bytes(&path.display().to_string(), &bytes, PluginLimits::default())
         .await?;
     let manifest = serde_json::to_value(plugin.manifest()).context("encoding the manifest")?;
-    let (version_id, newly_registered) =
-        store::register_plugin_version(pool, name, plugin.content_hash(), &bytes, &manifest)
-            .await?;
-    let active_hash = store::active_plugin_versions(pool)
+    let (version_id, newly_registered) = store::plugin_versions::register_plugin_version(
+        pool,
+        name,
+        plugin.content_hash(),
+        &bytes,
+        &manifest,
+    )
+    .await?;
+    let active_hash = store::plugin_versions::active_plugin_versions(pool)
         .await?
         .into_iter()
         .find(|(active_name, _, _)| active_name == name)
@@ -137,7 +142,7 @@ async fn activate_file(
         ActivateWhen::DifferentFromActive => active_hash.as_deref() != Some(plugin.content_hash()),
     };
     if activate {
-        store::activate_plugin_version(pool, name, version_id).await?;
+        store::plugin_versions::activate_plugin_version(pool, name, version_id).await?;
         tracing::info!(
             plugin = name,
             version = %plugin.label(),

@@ -19,7 +19,7 @@ use crate::plugins::{Plugin, PluginLimits, PluginRuntime, SourceSettings};
 use crate::rate_limit::TokenBucket;
 use crate::signature::{self, Secret};
 use crate::sources::destinations::{DestinationRoutes, destination_routes};
-use crate::store::{self, StoredSource};
+use crate::store::{self, sources::StoredSource};
 
 /// One source, ready to take requests. Rebuilt whole when its row changes.
 pub struct SourceRuntime {
@@ -226,13 +226,13 @@ impl SourceRegistry {
     /// ones and adds new ones. A source whose new row cannot be served keeps serving as it was
     /// (or stays absent) and is logged once per revision.
     pub async fn refresh_sources(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let stored = store::load_sources(pool).await?;
+        let stored = store::sources::load_sources(pool).await?;
         self.follow(pool, stored, &|_| None).await
     }
 
     /// Reloads the destinations' routes from the database.
     pub async fn refresh_destinations(&self, pool: &PgPool) -> anyhow::Result<()> {
-        let destinations = store::jobs::load_destinations(pool, false).await?;
+        let destinations = store::destinations::load_destinations(pool, false).await?;
         self.destinations
             .store(Arc::new(destination_routes(destinations)));
         Ok(())
@@ -335,7 +335,7 @@ impl SourceRegistry {
         pool: &PgPool,
         refused: &mut HashSet<(String, Uuid)>,
     ) -> anyhow::Result<()> {
-        let active = store::active_plugin_versions(pool).await?;
+        let active = store::plugin_versions::active_plugin_versions(pool).await?;
         for source in self.serving().values() {
             let Some((_, version_id, _)) = active
                 .iter()
@@ -454,7 +454,7 @@ async fn load_for_source(
     limits: PluginLimits,
     source_config: &str,
 ) -> anyhow::Result<ActivePlugin> {
-    let bytes = store::plugin_component(pool, version_id).await?;
+    let bytes = store::plugin_versions::plugin_component(pool, version_id).await?;
     let plugin = runtime
         .load_bytes(
             &format!("{plugin_name} version {version_id}"),
@@ -475,7 +475,7 @@ async fn load_for_source(
 
 /// The active version id of `plugin_name`.
 async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<Uuid> {
-    store::active_plugin_versions(pool)
+    store::plugin_versions::active_plugin_versions(pool)
         .await?
         .into_iter()
         .find(|(name, _, _)| name == plugin_name)
@@ -491,7 +491,7 @@ async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<Uuid
 fn warn_about_unusable_secrets(
     source: &str,
     scheme: &signature::SignatureScheme,
-    secrets: &[(store::SecretView, String)],
+    secrets: &[(store::secrets::SecretView, String)],
 ) {
     for (view, secret) in secrets {
         if let Some(reason) = signature::secret_problem(scheme, &Secret::new(secret.clone())) {

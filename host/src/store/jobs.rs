@@ -8,96 +8,15 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::delivery::attempt::Destination;
-use crate::delivery::retry::RetryPolicy;
 use crate::model::events::NormalizedEvent;
-use crate::signature::Secret;
-use crate::store::postgres_text;
-
-#[derive(sqlx::FromRow)]
-struct DestinationRow {
-    name: String,
-    url: String,
-    routes: Vec<String>,
-    signing_secrets: Vec<String>,
-    headers: serde_json::Value,
-    timeout_ms: i32,
-    retry_schedule_ms: Vec<i32>,
-    throttle_min_delay_ms: i32,
-    max_concurrency: i32,
-    rate_limit_per_second: Option<f64>,
-    paused: bool,
-    allow_private_networks: bool,
-    retry_client_errors: bool,
-    breaker_failure_threshold: i32,
-    breaker_cooldown_ms: i32,
-}
-
-fn milliseconds(value: i32) -> Duration {
-    Duration::from_millis(value.max(0) as u64)
-}
-
-/// Every destination with its delivery settings. `allow_private_everywhere` is the server-wide
-/// override of the SSRF guard.
-pub async fn load_destinations(
-    pool: &PgPool,
-    allow_private_everywhere: bool,
-) -> anyhow::Result<Vec<Destination>> {
-    let rows: Vec<DestinationRow> = sqlx::query_as(
-        "SELECT name, url, routes, headers, timeout_ms, retry_schedule_ms,
-                throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
-                allow_private_networks, retry_client_errors, breaker_failure_threshold,
-                breaker_cooldown_ms,
-                ARRAY(SELECT secret FROM destination_secrets s WHERE s.destination_name = d.name
-                      ORDER BY s.created_at, s.id) AS signing_secrets
-         FROM destinations d ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await
-    .context("loading destinations")?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Destination {
-            name: row.name,
-            url: row.url,
-            routes: row.routes,
-            signing_secrets: row.signing_secrets.into_iter().map(Secret::new).collect(),
-            headers: row
-                .headers
-                .as_object()
-                .map(|object| {
-                    object
-                        .iter()
-                        .filter_map(|(name, value)| {
-                            value.as_str().map(|value| (name.clone(), value.to_owned()))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            timeout: milliseconds(row.timeout_ms),
-            retry_policy: RetryPolicy {
-                schedule: row
-                    .retry_schedule_ms
-                    .into_iter()
-                    .map(milliseconds)
-                    .collect(),
-                throttle_min_delay: milliseconds(row.throttle_min_delay_ms),
-            },
-            max_concurrency: row.max_concurrency.max(1) as usize,
-            rate_limit_per_second: row.rate_limit_per_second,
-            paused: row.paused,
-            allow_private_networks: row.allow_private_networks || allow_private_everywhere,
-            retry_client_errors: row.retry_client_errors,
-            breaker_failure_threshold: row.breaker_failure_threshold.max(1) as u32,
-            breaker_cooldown: milliseconds(row.breaker_cooldown_ms),
-        })
-        .collect())
-}
+use crate::store::error::{Context, StoreError};
+use crate::store::job_state::JobState;
+use crate::store::retention::REPLAY_GUARD_LOCK;
+use crate::store::text::postgres_text;
 
 /// A job claimed for one attempt.
 #[derive(Clone, Debug)]
@@ -130,7 +49,7 @@ pub async fn claim(
     destination_name: &str,
     limit: usize,
     lease: Duration,
-) -> anyhow::Result<Vec<ClaimedJob>> {
+) -> Result<Vec<ClaimedJob>, StoreError> {
     let mut transaction = pool.begin().await.context("beginning a claim")?;
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *transaction)
@@ -181,26 +100,6 @@ pub async fn claim(
         .collect())
 }
 
-/// The state a job moves to after an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Delivered,
-    Retrying,
-    Failed,
-    Dead,
-}
-
-impl JobState {
-    fn as_str(self) -> &'static str {
-        match self {
-            JobState::Delivered => "delivered",
-            JobState::Retrying => "retrying",
-            JobState::Failed => "failed",
-            JobState::Dead => "dead",
-        }
-    }
-}
-
 /// One finished attempt and the job's next state.
 #[derive(Clone, Debug)]
 pub struct FinishedAttempt {
@@ -212,6 +111,7 @@ pub struct FinishedAttempt {
     pub response_body: Option<String>,
     pub error: Option<String>,
     pub outcome: &'static str,
+    /// Delivered, retrying, failed or dead.
     pub next_state: JobState,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -222,9 +122,9 @@ pub struct FinishedAttempt {
 ///
 /// When PostgreSQL refuses the batch (a row it cannot hold), each attempt is finished alone, so
 /// that one bad row does not keep the others' jobs `running` to be rescued and delivered again.
-pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
+pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> Result<u64, StoreError> {
     match finish_together(pool, finished).await {
-        Err(error) if crate::store::refused_by_database(&error) => {
+        Err(error) if error.is_row_refusal() => {
             tracing::warn!(
                 "the database refused a finish batch of {} attempts ({error:#}); finishing them one by one",
                 finished.len()
@@ -249,9 +149,9 @@ pub async fn finish(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Resu
 
 /// Finishes one attempt; if its record is still refused, records it without its response
 /// excerpt and error text, so that the job moves on instead of being delivered forever.
-async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> anyhow::Result<u64> {
+async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> Result<u64, StoreError> {
     match finish_together(pool, std::slice::from_ref(attempt)).await {
-        Err(error) if crate::store::refused_by_database(&error) => {
+        Err(error) if error.is_row_refusal() => {
             tracing::error!(
                 job_id = %attempt.job_id,
                 "the database refused an attempt record ({error:#}); recording it without its response excerpt"
@@ -269,7 +169,7 @@ async fn finish_alone(pool: &PgPool, attempt: &FinishedAttempt) -> anyhow::Resul
     }
 }
 
-async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow::Result<u64> {
+async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> Result<u64, StoreError> {
     if finished.is_empty() {
         return Ok(0);
     }
@@ -317,12 +217,7 @@ async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow:
     )
     .bind(finished.iter().map(|f| f.job_id).collect::<Vec<_>>())
     .bind(finished.iter().map(|f| f.attempt).collect::<Vec<_>>())
-    .bind(
-        finished
-            .iter()
-            .map(|f| f.next_state.as_str())
-            .collect::<Vec<_>>(),
-    )
+    .bind(finished.iter().map(|f| f.next_state).collect::<Vec<_>>())
     .bind(
         finished
             .iter()
@@ -351,7 +246,7 @@ async fn finish_together(pool: &PgPool, finished: &[FinishedAttempt]) -> anyhow:
 
 /// Returns jobs whose lease expired (their worker died) to the queue; the attempt stays
 /// spent. Returns how many were rescued.
-pub async fn rescue_expired_leases(pool: &PgPool) -> anyhow::Result<u64> {
+pub async fn rescue_expired_leases(pool: &PgPool) -> Result<u64, StoreError> {
     Ok(sqlx::query(
         "UPDATE delivery_jobs SET state = 'retrying', lease_expires_at = NULL, next_attempt_at = now()
          WHERE state = 'running' AND lease_expires_at < now()",
@@ -364,7 +259,7 @@ pub async fn rescue_expired_leases(pool: &PgPool) -> anyhow::Result<u64> {
 
 /// Gives back jobs this worker claimed but did not finish (graceful shutdown): the attempt is
 /// not counted, and the job is due again at once.
-pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> anyhow::Result<u64> {
+pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> Result<u64, StoreError> {
     Ok(sqlx::query(
         "UPDATE delivery_jobs j
          SET state = CASE WHEN j.attempt > 1 THEN 'retrying' ELSE 'due' END,
@@ -378,17 +273,6 @@ pub async fn release(pool: &PgPool, jobs: &[(Uuid, i32)]) -> anyhow::Result<u64>
     .await
     .context("releasing leases")?
     .rows_affected())
-}
-
-/// Pauses a destination (its receiver answered 410 Gone, or an operator asked).
-pub async fn set_paused(pool: &PgPool, destination_name: &str, paused: bool) -> anyhow::Result<()> {
-    sqlx::query("UPDATE destinations SET paused = $2, updated_at = now() WHERE name = $1")
-        .bind(destination_name)
-        .bind(paused)
-        .execute(pool)
-        .await
-        .context("pausing the destination")?;
-    Ok(())
 }
 
 /// Which jobs a replay makes due again.
@@ -430,7 +314,7 @@ fn bind_replay<'q>(
 }
 
 /// Counts the jobs a replay would make due (a dry run).
-pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
+pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> Result<i64, StoreError> {
     let sql = format!("SELECT count(*) {REPLAY_MATCH}");
     bind_replay(sqlx::query_scalar(&sql), filter)
         .fetch_one(pool)
@@ -440,7 +324,7 @@ pub async fn count_replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Resul
 
 /// Makes the matching finished jobs due again with a fresh set of attempts (the schedule
 /// starts over; attempt numbers keep counting).
-pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64> {
+pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> Result<i64, StoreError> {
     let sql = format!(
         "WITH matching AS (SELECT j.id {REPLAY_MATCH})
          , replayed AS (
@@ -457,7 +341,7 @@ pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64>
     // Shared with other replays; waits for a retention batch to commit, whose deleted rows this
     // replay then no longer sees.
     sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(crate::store::REPLAY_GUARD_LOCK)
+        .bind(REPLAY_GUARD_LOCK)
         .execute(&mut *transaction)
         .await
         .context("taking the replay guard")?;
@@ -470,7 +354,9 @@ pub async fn replay(pool: &PgPool, filter: &ReplayFilter) -> anyhow::Result<i64>
 }
 
 /// Jobs by state (the not-yet-finished ones and the dead) and the age of the oldest due job.
-pub async fn queue_gauges(pool: &PgPool) -> anyhow::Result<(Vec<(String, i64)>, Option<Duration>)> {
+pub async fn queue_gauges(
+    pool: &PgPool,
+) -> Result<(Vec<(String, i64)>, Option<Duration>), StoreError> {
     let states: Vec<(String, i64)> = sqlx::query_as(
         "SELECT state, count(*) FROM delivery_jobs
          WHERE state IN ('due', 'running', 'retrying', 'dead') GROUP BY state",

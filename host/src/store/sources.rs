@@ -1,0 +1,236 @@
+//! Sources: their settings as the config and the API write them, and as every host process
+//! loads them with their secrets.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::store::error::{Context, StoreError};
+use crate::store::secrets::{self, Change, SecretOwner, SecretView, WriteMode};
+
+/// A source's settings as stored; its secrets live in `source_secrets`.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct SourceRecord {
+    pub name: String,
+    pub plugin: String,
+    pub config: String,
+    pub signature_tolerance_seconds: Option<i64>,
+    pub rate_limit_requests_per_second: Option<f64>,
+    pub rate_limit_burst: Option<i32>,
+    /// The `[sources.limits]` overrides as a JSON object.
+    pub limit_overrides: serde_json::Value,
+    pub dedupe_on_body: bool,
+}
+
+/// A stored source with its secrets, as every host process serves it.
+#[derive(Clone, Debug)]
+pub struct StoredSource {
+    pub record: SourceRecord,
+    pub secrets: Vec<(SecretView, String)>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Writes a source's settings in `transaction`; `false` when `mode` refused the write.
+async fn write_source_settings(
+    transaction: &mut sqlx::PgConnection,
+    source: &SourceRecord,
+    mode: WriteMode,
+) -> Result<bool, StoreError> {
+    if mode == WriteMode::Update
+        && !secrets::lock_owner(transaction, SecretOwner::Source, &source.name).await?
+    {
+        return Ok(false);
+    }
+    // An unchanged row keeps its `updated_at`, so a restart does not make every host process
+    // rebuild every source.
+    let on_conflict = match mode {
+        WriteMode::Create => "ON CONFLICT (name) DO NOTHING",
+        WriteMode::Upsert | WriteMode::Update => {
+            "ON CONFLICT (name) DO UPDATE SET plugin = EXCLUDED.plugin, config = EXCLUDED.config,
+                 signature_tolerance_seconds = EXCLUDED.signature_tolerance_seconds,
+                 rate_limit_requests_per_second = EXCLUDED.rate_limit_requests_per_second,
+                 rate_limit_burst = EXCLUDED.rate_limit_burst,
+                 limit_overrides = EXCLUDED.limit_overrides,
+                 dedupe_on_body = EXCLUDED.dedupe_on_body, updated_at = now()
+             WHERE (sources.plugin, sources.config, sources.signature_tolerance_seconds,
+                    sources.rate_limit_requests_per_second, sources.rate_limit_burst,
+                    sources.limit_overrides, sources.dedupe_on_body)
+                 IS DISTINCT FROM
+                   (EXCLUDED.plugin, EXCLUDED.config, EXCLUDED.signature_tolerance_seconds,
+                    EXCLUDED.rate_limit_requests_per_second, EXCLUDED.rate_limit_burst,
+                    EXCLUDED.limit_overrides, EXCLUDED.dedupe_on_body)"
+        }
+    };
+    let written = sqlx::query(&format!(
+        "INSERT INTO sources (name, plugin, config, signature_tolerance_seconds,
+             rate_limit_requests_per_second, rate_limit_burst, limit_overrides, dedupe_on_body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         {on_conflict}"
+    ))
+    .bind(&source.name)
+    .bind(&source.plugin)
+    .bind(&source.config)
+    .bind(source.signature_tolerance_seconds)
+    .bind(source.rate_limit_requests_per_second)
+    .bind(source.rate_limit_burst)
+    .bind(&source.limit_overrides)
+    .bind(source.dedupe_on_body)
+    .execute(&mut *transaction)
+    .await
+    .with_context(|| format!("storing the source {}", source.name))?
+    .rows_affected();
+    Ok(written > 0 || mode != WriteMode::Create)
+}
+
+/// Inserts or updates the configured sources, each with the secrets its config names.
+pub async fn apply_config_sources(
+    pool: &PgPool,
+    sources: &[(SourceRecord, Vec<String>)],
+) -> Result<(), StoreError> {
+    for (source, secrets) in sources {
+        let mut transaction = pool.begin().await.context("starting a transaction")?;
+        write_source_settings(&mut transaction, source, WriteMode::Upsert).await?;
+        secrets::replace_config_secrets(
+            &mut transaction,
+            SecretOwner::Source,
+            &source.name,
+            secrets,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .context("committing the source")?;
+    }
+    Ok(())
+}
+
+/// Creates a source with its secrets; refuses a name that exists.
+pub async fn create_source(
+    pool: &PgPool,
+    source: &SourceRecord,
+    secrets: &[String],
+) -> Result<Change, StoreError> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !write_source_settings(&mut transaction, source, WriteMode::Create).await? {
+        return Ok(Change::AlreadyExists);
+    }
+    for secret in secrets {
+        secrets::insert_secret(
+            &mut transaction,
+            SecretOwner::Source,
+            &source.name,
+            secret,
+            "api",
+        )
+        .await?;
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the source")?;
+    Ok(Change::Done)
+}
+
+/// Replaces a source's settings, and all of its secrets with `secrets` when given.
+pub async fn update_source(
+    pool: &PgPool,
+    source: &SourceRecord,
+    secrets: Option<&[String]>,
+) -> Result<Change, StoreError> {
+    let mut transaction = pool.begin().await.context("starting a transaction")?;
+    if !write_source_settings(&mut transaction, source, WriteMode::Update).await? {
+        return Ok(Change::NotFound);
+    }
+    if let Some(secrets) = secrets {
+        sqlx::query("DELETE FROM source_secrets WHERE source_name = $1")
+            .bind(&source.name)
+            .execute(&mut *transaction)
+            .await
+            .context("removing the old secrets")?;
+        for secret in secrets {
+            secrets::insert_secret(
+                &mut transaction,
+                SecretOwner::Source,
+                &source.name,
+                secret,
+                "api",
+            )
+            .await?;
+        }
+        secrets::touch_owner(&mut transaction, SecretOwner::Source, &source.name).await?;
+    }
+    transaction
+        .commit()
+        .await
+        .context("committing the source")?;
+    Ok(Change::Done)
+}
+
+/// Deletes a source. Its stored requests and events stay until retention removes them.
+pub async fn delete_source(pool: &PgPool, name: &str) -> Result<Change, StoreError> {
+    let deleted = sqlx::query("DELETE FROM sources WHERE name = $1")
+        .bind(name)
+        .execute(pool)
+        .await
+        .context("deleting the source")?
+        .rows_affected();
+    Ok(if deleted == 0 {
+        Change::NotFound
+    } else {
+        Change::Done
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    #[sqlx(flatten)]
+    record: SourceRecord,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceSecretRow {
+    source_name: String,
+    secret: String,
+    #[sqlx(flatten)]
+    view: SecretView,
+}
+
+/// Every source with its secrets (values included: the ingest path verifies with them).
+pub async fn load_sources(pool: &PgPool) -> Result<Vec<StoredSource>, StoreError> {
+    let mut connection = pool.acquire().await.context("acquiring a connection")?;
+    let rows: Vec<SourceRow> = sqlx::query_as(
+        "SELECT name, plugin, config, signature_tolerance_seconds, rate_limit_requests_per_second,
+                rate_limit_burst, limit_overrides, dedupe_on_body, updated_at
+         FROM sources ORDER BY name",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .context("loading sources")?;
+    let secret_rows: Vec<SourceSecretRow> = sqlx::query_as(
+        "SELECT source_name, secret, id, origin, created_at FROM source_secrets
+         ORDER BY created_at, id",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .context("loading source secrets")?;
+    let mut secrets_by_source: HashMap<String, Vec<(SecretView, String)>> = HashMap::new();
+    for row in secret_rows {
+        secrets_by_source
+            .entry(row.source_name)
+            .or_default()
+            .push((row.view, row.secret));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| StoredSource {
+            secrets: secrets_by_source
+                .remove(&row.record.name)
+                .unwrap_or_default(),
+            record: row.record,
+            updated_at: row.updated_at,
+        })
+        .collect())
+}
