@@ -8,6 +8,7 @@
 
 pub mod embedded_postgres;
 pub mod jobs;
+pub mod notify;
 
 use std::collections::HashMap;
 use std::str::FromStr;
