@@ -464,7 +464,7 @@ async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: Cl
         tracing::warn!("{change}");
     }
 
-    let next = crate::delivery::retry::next_state(
+    let next = crate::delivery::next_state::next_state(
         &record.outcome,
         &destination.retry_policy,
         (job.attempt - job.attempt_base).max(0) as u32,
