@@ -2,7 +2,10 @@
 //! (`[tasks]`, `retention.interval_seconds`, `[delivery]`): retention, the source and destination
 //! refresher, the plugin swapper, the queue gauges and the delivery worker. Each runs under a
 //! name and stops when the shared cancellation token is cancelled: `BackgroundTasks::stop`
-//! cancels it and waits for every task to return, so none is cut off in the middle of a write.
+//! cancels it and waits for every task to return, so the worker drains (within its grace
+//! period) and no task still runs when the pool closes. A periodic task's tick under way is
+//! dropped at its next await; each tick is idempotent or commits in small transactions, so a
+//! later tick (in this process or the next) picks up where it stopped.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -184,9 +187,8 @@ impl BackgroundTasks {
         self.running.push((name, handle));
     }
 
-    /// Starts the task `name` that runs `tick` every `period` until cancelled. A tick under way
-    /// when the token is cancelled is dropped at its next await, as the task's work is either
-    /// idempotent or committed in small transactions.
+    /// Starts the task `name` that runs `tick` every `period` until cancelled (a tick under way
+    /// is dropped at its next await).
     fn every<Tick, Ticking>(
         &mut self,
         name: &'static str,
@@ -232,5 +234,56 @@ impl BackgroundTasks {
         for (_, handle) in &self.running {
             handle.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn stop_cancels_every_task_and_waits_for_each_to_return() {
+        let mut tasks = BackgroundTasks::new();
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counted = ticks.clone();
+        tasks.every(
+            "counter",
+            Duration::from_millis(5),
+            FirstRun::AtStart,
+            move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+        );
+        // A tick that never ends by itself: the token must still stop it.
+        tasks.every(
+            "stuck",
+            Duration::from_millis(1),
+            FirstRun::AfterOnePeriod,
+            std::future::pending::<()>,
+        );
+        let returned = Arc::new(AtomicBool::new(false));
+        let flag = returned.clone();
+        tasks.spawn("waiter", move |token| async move {
+            token.cancelled().await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(ticks.load(Ordering::SeqCst) >= 2, "the periodic task ticks");
+        tokio::time::timeout(Duration::from_secs(5), tasks.stop())
+            .await
+            .expect("stop returns once every task has");
+        assert!(returned.load(Ordering::SeqCst), "stop waited for the task");
+        let after_stop = ticks.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(
+            ticks.load(Ordering::SeqCst),
+            after_stop,
+            "no tick after stop"
+        );
     }
 }
