@@ -1,5 +1,6 @@
 //! `wasmhook serve`: builds every part from the configuration (database, migrations, plugins,
-//! sources, destinations, the ingest queue) and serves HTTP until asked to stop.
+//! sources, destinations, the ingest queue), starts the background tasks (`app/tasks.rs`) and
+//! serves HTTP until asked to stop. `start_with_roles` reads as the list of those steps.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -247,6 +248,7 @@ struct Routers {
     admin: Option<axum::Router>,
 }
 
+/// The routers of the listeners (installing the metrics recorder on the way).
 async fn routers(
     config: &Config,
     roles: Roles,
