@@ -16,6 +16,8 @@ use crate::signature::Secret;
 /// The default configuration, with every key documented.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
+pub mod tasks;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -26,6 +28,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub tasks: tasks::TasksConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -90,6 +94,13 @@ pub struct DeliveryConfig {
     pub shutdown_grace_seconds: u64,
     pub allow_private_networks: bool,
     pub allowed_ports: Vec<u16>,
+    /// How often the worker reads the destinations again, in milliseconds.
+    #[serde(default = "default_destination_refresh_ms")]
+    pub destination_refresh_ms: u64,
+}
+
+pub(crate) fn default_destination_refresh_ms() -> u64 {
+    2000
 }
 
 /// The admin API. Off unless a token is configured here or in `WASMHOOK_ADMIN_TOKEN`.
@@ -586,6 +597,7 @@ impl Config {
                 "invalid configuration: plugins.breaker_failure_threshold must be above 0 and plugins.breaker_cooldown_seconds between 0 and 86400"
             );
         }
+        self.tasks.check(self.delivery.destination_refresh_ms)?;
         if self.ingest.batch_max_requests == 0 || self.ingest.writers == 0 {
             bail!(
                 "invalid configuration: ingest.batch_max_requests and ingest.writers must be above 0"

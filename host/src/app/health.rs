@@ -2,9 +2,9 @@
 //! loaded) and `GET /metrics` (Prometheus text format).
 //!
 //! `/metrics` is unauthenticated and on the public port, so it never touches the database: the
-//! queue gauges are read by a background task every few seconds and a scrape renders what it
-//! last read. Otherwise every hit would cost two queries and a pool connection that ingest
-//! needs. `/readyz` does ask the database, but at most once a second: concurrent and repeated
+//! queue gauges are read by the background task `queue-gauges` (`app/tasks.rs`) every
+//! `tasks.queue_gauges_ms`, and a scrape renders what it last read. Otherwise every hit would
+//! cost two queries and a pool connection that ingest needs. `/readyz` does ask the database, but at most once a second: concurrent and repeated
 //! probes share the last answer.
 
 use std::sync::Arc;
@@ -96,9 +96,6 @@ async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
         .into_response()
 }
 
-/// How often the queue gauges are read from the database.
-const GAUGE_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Reads the queue gauges once; a database outage leaves them as they were.
 pub async fn refresh_queue_gauges(pool: &PgPool) {
     if let Ok(Ok((states, oldest_due_age))) = tokio::time::timeout(
@@ -110,16 +107,6 @@ pub async fn refresh_queue_gauges(pool: &PgPool) {
         crate::metrics::queue_state(&states, oldest_due_age);
     }
     crate::metrics::queue_gauges_refreshed();
-}
-
-/// Refreshes the queue gauges every few seconds until aborted.
-pub fn start_gauge_refresher(pool: PgPool) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(GAUGE_REFRESH_INTERVAL).await;
-            refresh_queue_gauges(&pool).await;
-        }
-    })
 }
 
 async fn metrics(State(state): State<Arc<HealthState>>) -> Response {

@@ -26,6 +26,23 @@ pub struct RetentionSettings {
     pub interval: Duration,
 }
 
+impl RetentionSettings {
+    /// The settings `[retention]` (and `ingest.dedupe_window_seconds`) configure.
+    pub fn from_config(config: &crate::config::Config) -> RetentionSettings {
+        let retention = &config.retention;
+        let days = |days: f64| Duration::from_secs_f64(days * 86400.0);
+        RetentionSettings {
+            events: days(retention.events_days),
+            replayable: days(retention.replayable_days),
+            attempts: days(retention.attempts_days),
+            dedupe_keys: Duration::from_secs(config.ingest.dedupe_window_seconds),
+            batch_size: retention.batch_size,
+            pause_between_batches: Duration::from_millis(retention.pause_between_batches_ms),
+            interval: Duration::from_secs(retention.interval_seconds),
+        }
+    }
+}
+
 /// One pass: batches until nothing old is left (bounded by `max_batches`). Returns the totals.
 pub async fn run_pass(
     pool: &PgPool,
@@ -59,30 +76,26 @@ pub async fn run_pass(
     Ok(totals)
 }
 
-/// Runs passes forever (until the task is aborted), logging what each deleted.
-pub fn start(pool: PgPool, settings: RetentionSettings) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let pass = run_pass(&pool, &settings, 10_000).await;
-            if let Ok(totals) = &pass
-                && totals.replayable_skipped
-            {
-                tracing::debug!("a replay holds its guard: replayable requests are kept this pass");
-            }
-            match pass {
-                Ok(totals) if totals.total() > 0 => tracing::info!(
-                    raw_requests = totals.raw_requests,
-                    replayable_requests = totals.replayable_requests,
-                    attempts = totals.attempts,
-                    dedupe_keys = totals.dedupe_keys,
-                    "retention deleted old rows"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!("retention pass failed: {error:#}"),
-            }
-            tokio::time::sleep(settings.interval).await;
-        }
-    })
+/// One pass as the background task `retention` (`app/tasks.rs`) runs it: what it deleted, or
+/// why it failed, goes to the log.
+pub async fn run_logged_pass(pool: &PgPool, settings: &RetentionSettings) {
+    let pass = run_pass(pool, settings, 10_000).await;
+    if let Ok(totals) = &pass
+        && totals.replayable_skipped
+    {
+        tracing::debug!("a replay holds its guard: replayable requests are kept this pass");
+    }
+    match pass {
+        Ok(totals) if totals.total() > 0 => tracing::info!(
+            raw_requests = totals.raw_requests,
+            replayable_requests = totals.replayable_requests,
+            attempts = totals.attempts,
+            dedupe_keys = totals.dedupe_keys,
+            "retention deleted old rows"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!("retention pass failed: {error:#}"),
+    }
 }
 
 fn count_deleted(batch: &RetentionBatch) {

@@ -1,5 +1,6 @@
 //! `wasmhook serve`: builds every part from the configuration (database, migrations, plugins,
-//! sources, destinations, the ingest queue) and serves HTTP until asked to stop.
+//! sources, destinations, the ingest queue), starts the background tasks (`app/tasks.rs`) and
+//! serves HTTP until asked to stop. `start_with_roles` reads as the list of those steps.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::app::tasks::{BackgroundTasks, TaskInputs};
 use crate::config::Config;
-use crate::delivery::worker::{WorkerHandle, WorkerSettings};
 use crate::ingest::group_commit::{IngestQueue, IngestQueueSettings};
 use crate::ingest::handler::IngestState;
 use crate::model::destination::DestinationRecord;
@@ -67,10 +68,8 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     /// The listeners' server loops.
     serving: Vec<tokio::task::JoinHandle<()>>,
-    worker: Option<WorkerHandle>,
-    /// Background tasks that loop until aborted (retention, the source and destination
-    /// refresher, the plugin swapper, the queue gauge refresher).
-    background: Vec<tokio::task::JoinHandle<()>>,
+    /// Retention, the refreshers, the plugin swapper and the delivery worker.
+    tasks: BackgroundTasks,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -92,26 +91,21 @@ impl RunningServer {
         self.finish().await
     }
 
-    /// Stops everything at once, without waiting for in-flight work: the listeners, the worker
-    /// (its leases expire and are rescued) and the background tasks. For a process that drops a
-    /// server it no longer needs, such as a test; an orderly stop is `shutdown`.
+    /// Stops everything at once, without waiting for in-flight work: the listeners and the
+    /// background tasks (the worker's leases expire and are rescued). For a process that drops
+    /// a server it no longer needs, such as a test; an orderly stop is `shutdown`.
     pub fn abort(&self) {
         self.shutdown.send_replace(true);
-        for task in self.background.iter().chain(&self.serving) {
+        self.tasks.abort();
+        for task in &self.serving {
             task.abort();
-        }
-        if let Some(worker) = &self.worker {
-            worker.abort();
         }
     }
 
     async fn finish(self) -> anyhow::Result<()> {
-        for task in &self.background {
-            task.abort();
-        }
-        if let Some(worker) = self.worker {
-            worker.shutdown().await;
-        }
+        // The background tasks stop first (the worker within its grace period), while the
+        // database is still there for their last writes.
+        self.tasks.stop().await;
         for serving in self.serving {
             serving.await.context("the HTTP server task failed")?;
         }
@@ -149,17 +143,59 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
 /// Builds everything and starts the given roles.
 pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<RunningServer> {
     let database = open_database(&config).await?;
-    let runtime = PluginRuntime::new(RuntimeSettings {
+    let runtime = plugin_runtime(&config)?;
+    apply_config_destinations(&config, &database.pool).await?;
+    let state = ingest_state(&config, &runtime, &database.pool).await?;
+    let routers = routers(&config, roles, &database.pool, &state, &runtime).await?;
+    let listeners = Listeners::bind(&config, routers.admin.is_some()).await?;
+    let tasks = crate::app::tasks::start(TaskInputs {
+        config: &config,
+        pool: database.pool.clone(),
+        registry: state.registry.clone(),
+        runtime,
+        worker: roles.worker,
+    });
+    let settings = crate::app::http_server::ServeSettings::from_config(&config.server);
+    let (shutdown, shutdown_requested) = watch::channel(false);
+    let mut serving = vec![serve_listener(
+        listeners.main,
+        routers.main,
+        settings,
+        shutdown_requested.clone(),
+    )];
+    if let (Some(listener), Some(admin)) = (listeners.admin, routers.admin) {
+        serving.push(serve_listener(
+            listener,
+            admin,
+            settings,
+            shutdown_requested,
+        ));
+    }
+    Ok(RunningServer {
+        address: listeners.address,
+        admin_address: listeners.admin_address,
+        pool: database.pool,
+        shutdown,
+        serving,
+        tasks,
+        embedded: database.embedded,
+    })
+}
+
+/// The plugin runtime the config describes.
+fn plugin_runtime(config: &Config) -> anyhow::Result<Arc<PluginRuntime>> {
+    PluginRuntime::new(RuntimeSettings {
         max_concurrent_instances: config.plugins.max_concurrent_instances,
         pool_memory_bytes: config.plugins.pool_memory_bytes,
         compiled_cache_dir: Some(config.compiled_cache_dir()),
-    })?;
+    })
+}
 
-    let generated = store::destinations::apply_config_destinations(
-        &database.pool,
-        &config_destinations(&config)?,
-    )
-    .await?;
+/// Writes the config's destinations to the database, and shows each signing secret it had to
+/// generate.
+async fn apply_config_destinations(config: &Config, pool: &PgPool) -> anyhow::Result<()> {
+    let generated =
+        store::destinations::apply_config_destinations(pool, &config_destinations(config)?).await?;
     // Shown once, and only to a person at a terminal: when stderr is collected (a service, a
     // container) it is a log, and secrets never go to the log.
     let stderr_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -175,64 +211,68 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             );
         }
     }
+    Ok(())
+}
+
+/// The webhook endpoint's state: the source registry (its sources loaded by `load_sources`,
+/// its destinations read) and the group-commit queue.
+async fn ingest_state(
+    config: &Config,
+    runtime: &Arc<PluginRuntime>,
+    pool: &PgPool,
+) -> anyhow::Result<Arc<IngestState>> {
     let registry = Arc::new(SourceRegistry::new(
         runtime.clone(),
-        SourceDefaults::from_config(&config),
+        SourceDefaults::from_config(config),
     ));
-    load_sources(&config, &registry, &database.pool).await?;
-    registry.refresh_destinations(&database.pool).await?;
-
+    load_sources(config, &registry, pool).await?;
+    registry.refresh_destinations(pool).await?;
     let queue = IngestQueue::start(
-        database.pool.clone(),
+        pool.clone(),
         IngestQueueSettings {
             batch_max_requests: config.ingest.batch_max_requests,
             writers: config.ingest.writers,
             dedupe_window: Duration::from_secs(config.ingest.dedupe_window_seconds),
         },
     );
-    let state = Arc::new(IngestState {
-        registry: registry.clone(),
+    Ok(Arc::new(IngestState {
+        registry,
         queue,
         max_body_bytes: config.server.max_body_bytes,
-    });
-    // Sources and destinations can change under a running host (the admin API, another
-    // process): the ingest path follows the database every two seconds.
-    let refresher = {
-        let registry = registry.clone();
-        let pool = database.pool.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                if let Err(error) = registry.refresh_destinations(&pool).await {
-                    tracing::warn!("cannot refresh destinations: {error:#}");
-                }
-                if let Err(error) = registry.refresh_sources(&pool).await {
-                    tracing::warn!("cannot refresh sources: {error:#}");
-                }
-            }
-        })
-    };
-    let swapper = crate::sources::hot_reload::start_swapper(
-        database.pool.clone(),
-        runtime.clone(),
-        registry.clone(),
-        crate::sources::hot_reload::WatchedFiles::new(&config.plugins.dir),
-    );
-    // The router installs the metrics recorder, so the first refresh comes after it.
+    }))
+}
+
+/// What each listener serves.
+struct Routers {
+    /// The webhooks (with the ingest role) and the health endpoints.
+    main: axum::Router,
+    /// The admin API, when a token turns it on.
+    admin: Option<axum::Router>,
+}
+
+/// The routers of the listeners (installing the metrics recorder on the way).
+async fn routers(
+    config: &Config,
+    roles: Roles,
+    pool: &PgPool,
+    state: &Arc<IngestState>,
+    runtime: &Arc<PluginRuntime>,
+) -> anyhow::Result<Routers> {
+    // The router installs the metrics recorder, so the first gauge refresh comes after it;
+    // the background task `queue-gauges` refreshes them from then on.
     let health = crate::app::health::router(Arc::new(crate::app::health::HealthState::new(
-        database.pool.clone(),
+        pool.clone(),
         state.clone(),
     )));
-    crate::app::health::refresh_queue_gauges(&database.pool).await;
-    let gauge_refresher = crate::app::health::start_gauge_refresher(database.pool.clone());
+    crate::app::health::refresh_queue_gauges(pool).await;
     let admin = match config.admin.resolve_token()? {
         Some(token) => Some(crate::admin::router(Arc::new(
             crate::admin::AdminState::new(
-                database.pool.clone(),
+                pool.clone(),
                 token.expose(),
                 roles.ingest.then(|| state.clone()),
                 runtime.clone(),
-                registry.defaults().clone(),
+                state.registry.defaults().clone(),
                 config.plugins.dir.clone(),
             ),
         ))),
@@ -243,14 +283,28 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             None
         }
     };
-    let router = if roles.ingest {
-        crate::ingest::handler::router(state, config.server.pre_auth_rate_limit).merge(health)
+    let main = if roles.ingest {
+        crate::ingest::handler::router(state.clone(), config.server.pre_auth_rate_limit)
+            .merge(health)
     } else {
         health
     };
-    // The admin API has its own listener (loopback by default), never the webhook port.
-    let admin_listener = match admin {
-        Some(admin) => {
+    Ok(Routers { main, admin })
+}
+
+/// The bound listeners, before they serve.
+struct Listeners {
+    main: tokio::net::TcpListener,
+    address: SocketAddr,
+    admin: Option<tokio::net::TcpListener>,
+    admin_address: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// Binds `server.listen`, and `admin.listen` when the admin API is on: the admin API has
+    /// its own listener (loopback by default), never the webhook port.
+    async fn bind(config: &Config, admin_on: bool) -> anyhow::Result<Listeners> {
+        let (admin, admin_address) = if admin_on {
             let listen = config.admin.listen;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -259,69 +313,22 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 })?;
             let address = listener.local_addr().context("reading the admin address")?;
             tracing::info!("the admin API is on http://{address}/admin/v1");
-            Some((listener, admin, address))
-        }
-        None => None,
-    };
-    let retention = crate::app::retention::start(
-        database.pool.clone(),
-        crate::app::retention::RetentionSettings {
-            events: Duration::from_secs_f64(config.retention.events_days * 86400.0),
-            replayable: Duration::from_secs_f64(config.retention.replayable_days * 86400.0),
-            attempts: Duration::from_secs_f64(config.retention.attempts_days * 86400.0),
-            dedupe_keys: Duration::from_secs(config.ingest.dedupe_window_seconds),
-            batch_size: config.retention.batch_size,
-            pause_between_batches: Duration::from_millis(config.retention.pause_between_batches_ms),
-            interval: Duration::from_secs(config.retention.interval_seconds),
-        },
-    );
-    let worker = roles.worker.then(|| {
-        crate::delivery::worker::start(
-            database.pool.clone(),
-            WorkerSettings {
-                poll_interval: Duration::from_millis(config.delivery.poll_interval_ms),
-                claim_batch: config.delivery.claim_batch,
-                rescue_interval: Duration::from_millis(config.delivery.rescue_interval_ms),
-                lease_margin: Duration::from_secs(config.delivery.lease_margin_seconds),
-                shutdown_grace: Duration::from_secs(config.delivery.shutdown_grace_seconds),
-                allow_private_networks: config.delivery.allow_private_networks,
-                allowed_ports: config.delivery.allowed_ports.clone(),
-            },
-        )
-    });
-
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.server.listen))?;
-    let address = listener.local_addr().context("reading the bound address")?;
-    tracing::info!("wasmhook is listening on http://{address}");
-    let (shutdown, shutdown_requested) = watch::channel(false);
-    let settings = crate::app::http_server::ServeSettings::from_config(&config.server);
-    let mut serving = vec![serve_listener(
-        listener,
-        router,
-        settings,
-        shutdown_requested.clone(),
-    )];
-    let admin_address = admin_listener.map(|(listener, admin, address)| {
-        serving.push(serve_listener(
-            listener,
+            (Some(listener), Some(address))
+        } else {
+            (None, None)
+        };
+        let main = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let address = main.local_addr().context("reading the bound address")?;
+        tracing::info!("wasmhook is listening on http://{address}");
+        Ok(Listeners {
+            main,
+            address,
             admin,
-            settings,
-            shutdown_requested.clone(),
-        ));
-        address
-    });
-    Ok(RunningServer {
-        address,
-        admin_address,
-        pool: database.pool,
-        shutdown,
-        serving,
-        worker,
-        background: vec![retention, refresher, swapper, gauge_refresher],
-        embedded: database.embedded,
-    })
+            admin_address,
+        })
+    }
 }
 
 /// Serves one listener through the hardened server loop until shutdown is requested.

@@ -187,16 +187,33 @@ impl Deliverer {
         cloudevent_json: &str,
     ) -> AttemptRecord {
         let started = Instant::now();
+        let refused = |error| AttemptRecord {
+            outcome: AttemptOutcome::Failed,
+            status_code: None,
+            response_body: None,
+            error: Some(error),
+            duration: started.elapsed(),
+        };
         if let Err(reason) = check_url(destination, &self.allowed_ports) {
-            return AttemptRecord {
-                outcome: AttemptOutcome::Failed,
-                status_code: None,
-                response_body: None,
-                error: Some(reason),
-                duration: started.elapsed(),
-            };
+            return refused(reason);
         }
-        let now = Utc::now();
+        let request = match self.request(destination, webhook_id, cloudevent_json) {
+            Ok(request) => request,
+            Err(error) => return refused(error),
+        };
+        match request.send().await {
+            Ok(response) => read_response(response, destination, started).await,
+            Err(error) => transport_failure(&error, started),
+        }
+    }
+
+    /// The signed request for one delivery, or why it cannot be signed.
+    fn request(
+        &self,
+        destination: &Destination,
+        webhook_id: &str,
+        cloudevent_json: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
         let mut request = self
             .client(destination)
             .post(&destination.url)
@@ -209,89 +226,83 @@ impl Deliverer {
             &destination.signing_secrets,
             cloudevent_json.as_bytes(),
             webhook_id,
-            now.timestamp(),
-        );
-        match signed {
-            Ok(headers) => {
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-            }
+            Utc::now().timestamp(),
+        )
+        .map_err(|error| format!("cannot sign: {error}"))?;
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        Ok(request.body(cloudevent_json.to_owned()))
+    }
+}
+
+/// Reads (the start of) the receiver's answer and classifies it.
+async fn read_response(
+    mut response: reqwest::Response,
+    destination: &Destination,
+    started: Instant,
+) -> AttemptRecord {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let mut body = Vec::new();
+    let mut read_error = None;
+    while body.len() < RESPONSE_BODY_READ_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
             Err(error) => {
-                return AttemptRecord {
-                    outcome: AttemptOutcome::Failed,
-                    status_code: None,
-                    response_body: None,
-                    error: Some(format!("cannot sign: {error}")),
-                    duration: started.elapsed(),
-                };
+                read_error = Some(error);
+                break;
             }
         }
-        let response = request.body(cloudevent_json.to_owned()).send().await;
-        match response {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned);
-                let mut body = Vec::new();
-                let mut read_error = None;
-                while body.len() < RESPONSE_BODY_READ_BYTES {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                        Ok(None) => break,
-                        Err(error) => {
-                            read_error = Some(error);
-                            break;
-                        }
-                    }
-                }
-                body.truncate(RESPONSE_BODY_KEPT_BYTES);
-                let outcome = match read_error {
-                    // The receiver answered but did not finish its body in time; a 2xx status
-                    // still means it took the event.
-                    Some(error) if error.is_timeout() && !(200..300).contains(&status) => {
-                        AttemptOutcome::Retryable {
-                            retry_after: None,
-                            throttled: true,
-                        }
-                    }
-                    _ => retry::classify_status(
-                        status,
-                        retry_after.as_deref(),
-                        destination.retry_client_errors,
-                        Utc::now(),
-                    ),
-                };
-                AttemptRecord {
-                    outcome,
-                    status_code: Some(status),
-                    response_body: Some(String::from_utf8_lossy(&body).into_owned()),
-                    error: None,
-                    duration: started.elapsed(),
-                }
-            }
-            Err(error) => {
-                let refused = error_chain_refusal(&error);
-                let outcome = if refused.is_some() {
-                    AttemptOutcome::Failed
-                } else {
-                    AttemptOutcome::Retryable {
-                        retry_after: None,
-                        throttled: error.is_timeout(),
-                    }
-                };
-                AttemptRecord {
-                    outcome,
-                    status_code: None,
-                    response_body: None,
-                    error: Some(refused.unwrap_or_else(|| describe_transport_error(&error))),
-                    duration: started.elapsed(),
-                }
+    }
+    body.truncate(RESPONSE_BODY_KEPT_BYTES);
+    let outcome = match read_error {
+        // The receiver answered but did not finish its body in time; a 2xx status still means
+        // it took the event.
+        Some(error) if error.is_timeout() && !(200..300).contains(&status) => {
+            AttemptOutcome::Retryable {
+                retry_after: None,
+                throttled: true,
             }
         }
+        _ => retry::classify_status(
+            status,
+            retry_after.as_deref(),
+            destination.retry_client_errors,
+            Utc::now(),
+        ),
+    };
+    AttemptRecord {
+        outcome,
+        status_code: Some(status),
+        response_body: Some(String::from_utf8_lossy(&body).into_owned()),
+        error: None,
+        duration: started.elapsed(),
+    }
+}
+
+/// No answer: refused by the SSRF guard (failed), or a transport error (retried).
+fn transport_failure(error: &reqwest::Error, started: Instant) -> AttemptRecord {
+    let refused = error_chain_refusal(error);
+    let outcome = if refused.is_some() {
+        AttemptOutcome::Failed
+    } else {
+        AttemptOutcome::Retryable {
+            retry_after: None,
+            throttled: error.is_timeout(),
+        }
+    };
+    AttemptRecord {
+        outcome,
+        status_code: None,
+        response_body: None,
+        error: Some(refused.unwrap_or_else(|| describe_transport_error(error))),
+        duration: started.elapsed(),
     }
 }
 

@@ -121,17 +121,41 @@ mod tests {
         ProbeNotStarted(u64),
     }
 
+    fn opened(failures: u32) -> Option<Transition> {
+        Some(Transition::Opened {
+            consecutive_failures: failures,
+        })
+    }
+
+    /// Plays each case's steps on a fresh breaker (threshold 3, cool-down 10 s; times in
+    /// seconds from the start) and checks every answer.
+    fn play(table: &[(&str, &[Step])]) {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        for (case, steps) in table {
+            let mut breaker = CircuitBreaker::new(3, Duration::from_secs(10));
+            for (index, step) in steps.iter().enumerate() {
+                match *step {
+                    Step::Admit(time, expected) => {
+                        assert_eq!(breaker.admit(at(time)), expected, "{case}: step {index}")
+                    }
+                    Step::Fail(time, expected) => {
+                        assert_eq!(breaker.failed(at(time)), expected, "{case}: step {index}")
+                    }
+                    Step::Succeed(expected) => {
+                        assert_eq!(breaker.succeeded(), expected, "{case}: step {index}")
+                    }
+                    Step::ProbeNotStarted(time) => breaker.probe_not_started(at(time)),
+                }
+            }
+        }
+    }
+
     #[test]
-    fn the_breaker_opens_cools_down_probes_and_closes() {
+    fn the_breaker_opens_at_the_threshold_and_refuses_during_the_cool_down() {
         use Admission::*;
         use Step::*;
-        let opened = |failures| {
-            Some(Transition::Opened {
-                consecutive_failures: failures,
-            })
-        };
-        // Threshold 3, cool-down 10 s; times in seconds from the start.
-        let table: &[(&str, &[Step])] = &[
+        play(&[
             (
                 "failures below the threshold keep it closed; a success resets the count",
                 &[
@@ -163,6 +187,14 @@ mod tests {
                     Admit(10, Refused),
                 ],
             ),
+        ]);
+    }
+
+    #[test]
+    fn the_probe_closes_the_breaker_or_opens_it_again() {
+        use Admission::*;
+        use Step::*;
+        play(&[
             (
                 "a successful probe closes it",
                 &[
@@ -197,25 +229,6 @@ mod tests {
                     Admit(11, Probe),
                 ],
             ),
-        ];
-        let start = Instant::now();
-        let at = |seconds: u64| start + Duration::from_secs(seconds);
-        for (case, steps) in table {
-            let mut breaker = CircuitBreaker::new(3, Duration::from_secs(10));
-            for (index, step) in steps.iter().enumerate() {
-                match *step {
-                    Admit(time, expected) => {
-                        assert_eq!(breaker.admit(at(time)), expected, "{case}: step {index}")
-                    }
-                    Fail(time, expected) => {
-                        assert_eq!(breaker.failed(at(time)), expected, "{case}: step {index}")
-                    }
-                    Succeed(expected) => {
-                        assert_eq!(breaker.succeeded(), expected, "{case}: step {index}")
-                    }
-                    ProbeNotStarted(time) => breaker.probe_not_started(at(time)),
-                }
-            }
-        }
+        ]);
     }
 }

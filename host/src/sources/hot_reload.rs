@@ -1,15 +1,15 @@
 //! Hot-loading plugins. Plugin versions live in PostgreSQL, so every host process runs the same
 //! ones. At start, a plugin file that is new or changed in the plugins directory becomes the
 //! active version. While running, a swapper follows the active versions (woken by `NOTIFY
-//! wasmhook_plugins`, with a one-second poll as a fallback) and has the source registry swap
-//! them in (`SourceRegistry::follow_active_versions`): each new version is compiled off the
-//! request path and checked against each source's configuration first. Requests already
+//! wasmhook_plugins`, with a poll every `tasks.plugin_poll_ms` as a fallback) and has the
+//! source registry swap them in (`SourceRegistry::follow_active_versions`): each new version is
+//! compiled off the request path and checked against each source's configuration first. Requests already
 //! running finish on the version they started with.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -154,55 +154,52 @@ async fn activate_file(
     Ok(())
 }
 
-/// Follows the active versions and swaps them into the sources until aborted; also watches
-/// the plugin files, so that a new or changed file becomes the active version.
-pub fn start_swapper(
+/// Follows the active versions and has the registry swap them into the sources, one `round`
+/// at a time (the background task `plugin-swapper` in `app/tasks.rs` decides when); also
+/// watches the plugin files, so that a new or changed file becomes the active version.
+pub struct Swapper {
     pool: PgPool,
     runtime: Arc<PluginRuntime>,
     registry: Arc<SourceRegistry>,
-    mut watched: WatchedFiles,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(mut listener) => listener
-                .listen("wasmhook_plugins")
-                .await
-                .ok()
-                .map(|()| listener),
-            Err(_) => None,
-        };
-        // Versions that failed for a source are not retried every second.
-        let mut refused: HashSet<(String, Uuid)> = HashSet::new();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = async {
-                    match listener.as_mut() {
-                        // A lost connection is reconnected by the next `recv`; while the
-                        // database refuses it, every `recv` fails at once, so wait before the
-                        // next try instead of reconnecting in a tight loop (which floods the
-                        // server's accept queue just when it is struggling).
-                        Some(listener) => {
-                            if listener.recv().await.is_err() {
-                                crate::metrics::listen_connection_failed("plugins");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {}
-            }
-            let plugin_names = registry
-                .serving()
-                .values()
-                .map(|source| source.plugin_name.clone())
-                .collect();
-            watched
-                .activate_changed(plugin_names, &runtime, &pool)
-                .await;
-            if let Err(error) = registry.follow_active_versions(&pool, &mut refused).await {
-                tracing::warn!("cannot read the active plugin versions: {error:#}");
-            }
+    watched: WatchedFiles,
+    /// Versions that failed for a source are not retried every round.
+    refused: HashSet<(String, Uuid)>,
+}
+
+impl Swapper {
+    pub fn new(
+        pool: PgPool,
+        runtime: Arc<PluginRuntime>,
+        registry: Arc<SourceRegistry>,
+        watched: WatchedFiles,
+    ) -> Swapper {
+        Swapper {
+            pool,
+            runtime,
+            registry,
+            watched,
+            refused: HashSet::new(),
         }
-    })
+    }
+
+    /// Activates the plugin files that changed, then swaps the active version into every
+    /// source that does not run it yet.
+    pub async fn round(&mut self) {
+        let plugin_names = self
+            .registry
+            .serving()
+            .values()
+            .map(|source| source.plugin_name.clone())
+            .collect();
+        self.watched
+            .activate_changed(plugin_names, &self.runtime, &self.pool)
+            .await;
+        if let Err(error) = self
+            .registry
+            .follow_active_versions(&self.pool, &mut self.refused)
+            .await
+        {
+            tracing::warn!("cannot read the active plugin versions: {error:#}");
+        }
+    }
 }

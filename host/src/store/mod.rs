@@ -14,6 +14,7 @@ pub mod events;
 pub mod ingest;
 pub mod job_state;
 pub mod jobs;
+pub mod notify;
 pub mod plugin_versions;
 pub mod retention;
 pub mod secrets;
