@@ -438,10 +438,11 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
             }
         }
     }
-    let routed: std::collections::BTreeSet<(String, String)> = wasmhook::admin::openapi::operations()
-        .into_iter()
-        .map(|(method, path)| (method.to_string(), path.to_owned()))
-        .collect();
+    let routed: std::collections::BTreeSet<(String, String)> =
+        wasmhook::admin::openapi::operations()
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path.to_owned()))
+            .collect();
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
     assert!(

@@ -16,7 +16,8 @@ use crate::ingest::group_commit::{IngestQueue, IngestQueueSettings};
 use crate::ingest::handler::{
     IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes,
 };
-use crate::plugins::{PluginRuntime, RuntimeSettings};
+use crate::plugins::PluginRuntime;
+use crate::plugins::engine::RuntimeSettings;
 use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use crate::store::{self, DestinationRecord};
 

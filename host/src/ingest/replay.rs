@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::ingest::handler::{
     SourceDefaults, SourceRuntime, build_source, destination_routes, route_events,
 };
-use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings};
+use crate::plugins::engine::RuntimeSettings;
+use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime};
 use crate::store::jobs::{self, ReplayFilter};
 use crate::store::{self, IngestOutcome, IngestWrite, RawRequest};
 

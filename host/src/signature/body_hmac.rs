@@ -4,10 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{
-    Challenge, MacEncoding, NOT_AN_HMAC, Secret, SignatureError, SignedRequest, hmac_sha256,
-    mac_of_hmac_length,
-};
+use super::{Challenge, MacEncoding, NOT_AN_HMAC, Secret, SignatureError, SignedRequest};
 
 pub(super) fn challenge<'a>(
     request: SignedRequest<'a>,
@@ -16,10 +13,7 @@ pub(super) fn challenge<'a>(
     encoding: MacEncoding,
 ) -> Result<Challenge<'a>, SignatureError> {
     let value = request.single_header(header)?;
-    let malformed = |reason| SignatureError::MalformedHeader {
-        header: header.to_owned(),
-        reason,
-    };
+    let malformed = |reason| super::malformed(header, reason);
     let encoded = value
         .strip_prefix(prefix)
         .ok_or_else(|| malformed("it does not start with the expected prefix"))?;
@@ -29,7 +23,7 @@ pub(super) fn challenge<'a>(
             MacEncoding::Base64 => "the signature is not base64",
         })
     })?;
-    let mac = mac_of_hmac_length(mac).ok_or_else(|| malformed(NOT_AN_HMAC))?;
+    let mac = super::mac_of_hmac_length(mac).ok_or_else(|| malformed(NOT_AN_HMAC))?;
     Ok(Challenge {
         signed_parts: vec![request.body],
         candidates: vec![mac],
@@ -44,7 +38,7 @@ pub(super) fn sign(
     prefix: &str,
     encoding: MacEncoding,
 ) -> Vec<(String, String)> {
-    let mac = hmac_sha256(secret.expose().as_bytes(), &[body]);
+    let mac = super::hmac_sha256(secret.expose().as_bytes(), &[body]);
     let encoded = match encoding {
         MacEncoding::Hex => hex::encode(mac),
         MacEncoding::Base64 => BASE64.encode(mac),

@@ -265,12 +265,7 @@ fn check(
             timestamp_header,
             version,
         } => {
-            let headers = versioned_hmac::Headers {
-                signature_header,
-                timestamp_header,
-                version,
-            };
-            versioned_hmac::challenge(request, headers, clock)?
+            versioned_hmac::challenge(request, signature_header, timestamp_header, version, clock)?
         }
     };
     match_candidates(scheme, secrets, &challenge, mac_computations)
@@ -328,6 +323,14 @@ impl SecretTally {
             (false, 0, Some(reason)) => Err(SignatureError::UnusableSecret { reason }),
             _ => Err(SignatureError::NoMatch),
         }
+    }
+}
+
+/// The error for a signature header that is not of the scheme's form.
+fn malformed(header: &str, reason: &'static str) -> SignatureError {
+    SignatureError::MalformedHeader {
+        header: header.to_owned(),
+        reason,
     }
 }
 
@@ -455,14 +458,12 @@ pub fn sign(
             signature_header,
             timestamp_header,
             version,
-        } => {
-            let headers = versioned_hmac::Headers {
-                signature_header,
-                timestamp_header,
-                version,
-            };
-            versioned_hmac::sign(secret, body, headers, &timestamp)
-        }
+        } => versioned_hmac::sign(
+            secret,
+            body,
+            [signature_header, timestamp_header, version],
+            &timestamp,
+        ),
         SignatureScheme::SharedToken { header } => shared_token::sign(secret, header),
     };
     Ok(headers)

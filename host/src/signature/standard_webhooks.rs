@@ -5,10 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{
-    Challenge, Clock, MAC_LENGTH, Secret, SignatureError, SignedRequest, check_timestamp,
-    hmac_sha256, mac_of_hmac_length, refuse_too_many,
-};
+use super::{Challenge, Clock, MAC_LENGTH, Secret, SignatureError, SignedRequest};
 
 const SIGNATURE_HEADER: &str = "webhook-signature";
 
@@ -21,18 +18,18 @@ pub(super) fn challenge<'a>(
     let timestamp_text = request.single_header("webhook-timestamp")?;
     let signatures = request.single_header(header)?;
     let entries = || signatures.split(' ').filter(|entry| !entry.is_empty());
-    refuse_too_many(header, entries().count())?;
-    check_timestamp("webhook-timestamp", timestamp_text, clock)?;
+    super::refuse_too_many(header, entries().count())?;
+    super::check_timestamp("webhook-timestamp", timestamp_text, clock)?;
     let candidates: Vec<[u8; MAC_LENGTH]> = entries()
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|encoded| BASE64.decode(encoded).ok())
-        .filter_map(mac_of_hmac_length)
+        .filter_map(super::mac_of_hmac_length)
         .collect();
     if candidates.is_empty() {
-        return Err(SignatureError::MalformedHeader {
-            header: header.to_owned(),
-            reason: "it holds no `v1,<base64>` signature of 32 bytes",
-        });
+        return Err(super::malformed(
+            header,
+            "it holds no `v1,<base64>` signature of 32 bytes",
+        ));
     }
     Ok(Challenge {
         signed_parts: vec![
@@ -64,7 +61,7 @@ pub(super) fn sign(
 
 /// One `v1,<base64>` signature.
 fn signature_of(key: &[u8], body: &[u8], message_id: &str, timestamp: &str) -> String {
-    let mac = hmac_sha256(
+    let mac = super::hmac_sha256(
         key,
         &[
             message_id.as_bytes(),

@@ -1,10 +1,7 @@
 //! Stripe's scheme: one `Stripe-Signature: t=<timestamp>,v1=<hex>[,v1=<hex>…]` header over
 //! `<timestamp>.<body>`; several `v1` signatures while a secret rolls.
 
-use super::{
-    Challenge, Clock, MAC_LENGTH, Secret, SignatureError, SignedRequest, check_timestamp,
-    hmac_sha256, mac_of_hmac_length, refuse_too_many,
-};
+use super::{Challenge, Clock, MAC_LENGTH, Secret, SignatureError, SignedRequest};
 
 const HEADER: &str = "stripe-signature";
 
@@ -13,10 +10,7 @@ pub(super) fn challenge<'a>(
     clock: Clock,
 ) -> Result<Challenge<'a>, SignatureError> {
     let value = request.single_header(HEADER)?;
-    let malformed = |reason| SignatureError::MalformedHeader {
-        header: HEADER.to_owned(),
-        reason,
-    };
+    let malformed = |reason| super::malformed(HEADER, reason);
     let pairs: Vec<(&str, &str)> = value
         .split(',')
         .filter_map(|pair| pair.trim().split_once('='))
@@ -26,7 +20,7 @@ pub(super) fn challenge<'a>(
         .filter(|(key, _)| *key == "t")
         .map(|(_, text)| *text)
         .collect();
-    refuse_too_many(HEADER, pairs.len() - timestamps.len())?;
+    super::refuse_too_many(HEADER, pairs.len() - timestamps.len())?;
     let timestamp_text = match timestamps.as_slice() {
         [] => return Err(malformed("it has no `t=` timestamp")),
         [one] => *one,
@@ -38,12 +32,12 @@ pub(super) fn challenge<'a>(
         .iter()
         .filter(|(key, _)| *key == "v1")
         .filter_map(|(_, encoded)| hex::decode(encoded).ok())
-        .filter_map(mac_of_hmac_length)
+        .filter_map(super::mac_of_hmac_length)
         .collect();
     if candidates.is_empty() {
         return Err(malformed("it has no `v1=` signature of 32 bytes"));
     }
-    check_timestamp(HEADER, timestamp_text, clock)?;
+    super::check_timestamp(HEADER, timestamp_text, clock)?;
     Ok(Challenge {
         signed_parts: vec![timestamp_text.as_bytes(), b".", request.body],
         candidates,
@@ -52,7 +46,7 @@ pub(super) fn challenge<'a>(
 
 /// The header Stripe puts on `body` sent at `timestamp`.
 pub(super) fn sign(secret: &Secret, body: &[u8], timestamp: &str) -> Vec<(String, String)> {
-    let mac = hmac_sha256(
+    let mac = super::hmac_sha256(
         secret.expose().as_bytes(),
         &[timestamp.as_bytes(), b".", body],
     );
