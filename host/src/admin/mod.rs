@@ -5,9 +5,10 @@
 //! This folder owns the HTTP surface of the admin API: one file per resource with its request
 //! and response views beside its handlers, the token check (`auth`), and the document and the
 //! operation table (`openapi`). `mod.rs` keeps the shared state, the router and the few body
-//! checks every resource uses. It may call the store, the source builder and the ingest routes
-//! (to refresh them after a change), the plugin runtime, the signature schemes and redaction;
-//! nothing below it calls back into it.
+//! checks every resource uses. It may call the config's types and checks, the store, the
+//! source builder and the plugin directory, the ingest routes (to refresh them after a change),
+//! the plugin runtime, the signature schemes, redaction and the login throttle; nothing below
+//! it calls back into it.
 
 use std::sync::Arc;
 
