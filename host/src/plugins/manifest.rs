@@ -16,7 +16,7 @@ pub(super) fn placeholder_manifest() -> PluginManifest {
     }
 }
 
-pub fn validate_manifest(manifest: &PluginManifest) -> Result<(), String> {
+pub(crate) fn validate_manifest(manifest: &PluginManifest) -> Result<(), String> {
     let name_is_plain = !manifest.name.is_empty()
         && manifest.name.len() <= 64
         && manifest

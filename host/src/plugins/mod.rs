@@ -32,9 +32,9 @@ mod call;
 pub mod engine;
 pub mod host_imports;
 mod limits;
-pub mod manifest;
+pub(crate) mod manifest;
 mod pool;
-pub mod wit;
+pub(crate) mod wit;
 
 use engine::RuntimeSettings;
 use host_imports::PluginState;

@@ -63,7 +63,7 @@ pub(super) fn scheme_from_wit(scheme: wit::SignatureScheme) -> SignatureScheme {
     }
 }
 
-pub fn manifest_from_wit(manifest: wit::Manifest) -> PluginManifest {
+pub(crate) fn manifest_from_wit(manifest: wit::Manifest) -> PluginManifest {
     PluginManifest {
         name: manifest.name,
         version: manifest.version,
@@ -102,14 +102,14 @@ pub(super) fn outcome_size(outcome: &wit::Outcome) -> usize {
 
 /// Why a plugin's answer is refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum InvalidAnswer {
+pub(crate) enum InvalidAnswer {
     /// An event id over `dedupe::MAX_ID_BYTES`, taken from what the request carried.
     EventIdTooLong(String),
     Other(String),
 }
 
 impl InvalidAnswer {
-    pub fn reason(&self) -> &str {
+    pub(crate) fn reason(&self) -> &str {
         match self {
             InvalidAnswer::EventIdTooLong(reason) | InvalidAnswer::Other(reason) => reason,
         }
@@ -123,7 +123,7 @@ impl From<String> for InvalidAnswer {
 }
 
 /// Checks what a plugin returned and converts it into the host's types.
-pub fn outcome_from_wit(
+pub(crate) fn outcome_from_wit(
     outcome: wit::Outcome,
     received_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<PluginOutcome, InvalidAnswer> {
