@@ -133,7 +133,7 @@ async fn current_scheme(
     source_name: &str,
 ) -> Option<crate::signature::SignatureScheme> {
     if let Some(ingest) = &state.ingest
-        && let Some(source) = ingest.sources.load().get(source_name)
+        && let Some(source) = ingest.registry.get(source_name)
     {
         return Some(source.active.load().settings.signature.clone());
     }

@@ -17,8 +17,9 @@ use axum::routing::get;
 use sqlx::PgPool;
 
 use crate::http_error::ApiError;
-use crate::ingest::handler::{IngestState, SourceDefaults};
+use crate::ingest::handler::IngestState;
 use crate::rate_limit::LoginThrottle;
+use crate::sources::registry::SourceDefaults;
 use crate::store::Change;
 
 mod auth;
@@ -69,7 +70,7 @@ impl AdminState {
 
     async fn sources_changed(&self) {
         if let Some(ingest) = &self.ingest
-            && let Err(error) = ingest.refresh_sources(&self.pool).await
+            && let Err(error) = ingest.registry.refresh_sources(&self.pool).await
         {
             tracing::warn!("cannot refresh sources after an admin change: {error:#}");
         }
@@ -77,7 +78,7 @@ impl AdminState {
 
     async fn destinations_changed(&self) {
         if let Some(ingest) = &self.ingest
-            && let Err(error) = ingest.refresh_destinations(&self.pool).await
+            && let Err(error) = ingest.registry.refresh_destinations(&self.pool).await
         {
             tracing::warn!("cannot refresh destinations after an admin change: {error:#}");
         }

@@ -77,7 +77,7 @@ pub(super) async fn built_scheme(
     state: &AdminState,
     source: &store::StoredSource,
 ) -> anyhow::Result<SignatureScheme> {
-    let built = crate::ingest::handler::build_source(
+    let built = crate::sources::registry::build_source(
         &state.runtime,
         &state.pool,
         source,

@@ -77,16 +77,8 @@ async fn readyz(State(state): State<Arc<HealthState>>) -> Response {
     // A stored source that cannot be served (its plugin is missing or refuses its config)
     // is listed but does not take the process out of service: the other sources still work,
     // and every source the config declares was served at start.
-    let sources_serving = state.ingest.sources.load().len();
-    let mut sources_failing: Vec<String> = state
-        .ingest
-        .failing_sources
-        .lock()
-        .expect("failing sources lock poisoned")
-        .keys()
-        .cloned()
-        .collect();
-    sources_failing.sort();
+    let sources_serving = state.ingest.registry.serving().len();
+    let sources_failing = state.ingest.registry.failing_names();
     let status = if database {
         StatusCode::OK
     } else {

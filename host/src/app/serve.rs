@@ -1,7 +1,6 @@
 //! `wasmhook serve`: builds every part from the configuration (database, migrations, plugins,
 //! sources, destinations, the ingest queue) and serves HTTP until asked to stop.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +12,10 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::delivery::worker::{WorkerHandle, WorkerSettings};
 use crate::ingest::group_commit::{IngestQueue, IngestQueueSettings};
-use crate::ingest::handler::{
-    IngestState, SourceDefaults, SourceRuntime, build_source, destination_routes,
-};
+use crate::ingest::handler::IngestState;
 use crate::plugins::PluginRuntime;
 use crate::plugins::engine::RuntimeSettings;
+use crate::sources::registry::{SourceDefaults, SourceRegistry};
 use crate::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use crate::store::{self, DestinationRecord};
 
@@ -174,9 +172,12 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
             );
         }
     }
-    let source_defaults = SourceDefaults::from_config(&config);
-    let (sources, failing_sources) =
-        load_sources(&config, &runtime, &database.pool, &source_defaults).await?;
+    let registry = Arc::new(SourceRegistry::new(
+        runtime.clone(),
+        SourceDefaults::from_config(&config),
+    ));
+    load_sources(&config, &registry, &database.pool).await?;
+    registry.refresh_destinations(&database.pool).await?;
 
     let queue = IngestQueue::start(
         database.pool.clone(),
@@ -187,28 +188,22 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
         },
     );
     let state = Arc::new(IngestState {
-        sources: arc_swap::ArcSwap::from_pointee(sources),
-        failing_sources: std::sync::Mutex::new(failing_sources),
-        source_defaults,
-        runtime: runtime.clone(),
-        destinations: arc_swap::ArcSwap::from_pointee(destination_routes(
-            crate::store::jobs::load_destinations(&database.pool, false).await?,
-        )),
+        registry: registry.clone(),
         queue,
         max_body_bytes: config.server.max_body_bytes,
     });
     // Sources and destinations can change under a running host (the admin API, another
     // process): the ingest path follows the database every two seconds.
     let refresher = {
-        let state = state.clone();
+        let registry = registry.clone();
         let pool = database.pool.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                if let Err(error) = state.refresh_destinations(&pool).await {
+                if let Err(error) = registry.refresh_destinations(&pool).await {
                     tracing::warn!("cannot refresh destinations: {error:#}");
                 }
-                if let Err(error) = state.refresh_sources(&pool).await {
+                if let Err(error) = registry.refresh_sources(&pool).await {
                     tracing::warn!("cannot refresh sources: {error:#}");
                 }
             }
@@ -217,7 +212,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
     let swapper = crate::sources::hot_reload::start_swapper(
         database.pool.clone(),
         runtime.clone(),
-        state.clone(),
+        registry.clone(),
         crate::sources::hot_reload::WatchedFiles::new(&config.plugins.dir),
     );
     // The router installs the metrics recorder, so the first refresh comes after it.
@@ -234,7 +229,7 @@ pub async fn start_with_roles(config: Config, roles: Roles) -> anyhow::Result<Ru
                 token.expose(),
                 roles.ingest.then(|| state.clone()),
                 runtime.clone(),
-                state.source_defaults.clone(),
+                registry.defaults().clone(),
                 config.plugins.dir.clone(),
             ),
         ))),
@@ -347,13 +342,9 @@ fn serve_listener(
 /// admin API made it) is logged and listed by `/readyz`, and the others serve.
 async fn load_sources(
     config: &Config,
-    runtime: &Arc<PluginRuntime>,
+    registry: &SourceRegistry,
     pool: &PgPool,
-    defaults: &SourceDefaults,
-) -> anyhow::Result<(
-    HashMap<String, Arc<SourceRuntime>>,
-    HashMap<String, chrono::DateTime<chrono::Utc>>,
-)> {
+) -> anyhow::Result<()> {
     let mut config_sources = Vec::with_capacity(config.sources.len());
     for (index, source) in config.sources.iter().enumerate() {
         let secrets = source
@@ -374,39 +365,18 @@ async fn load_sources(
     crate::sources::hot_reload::register_directory_plugins(
         &config.plugins.dir,
         stored.iter().map(|source| source.record.plugin.as_str()),
-        runtime,
+        registry.runtime(),
         pool,
     )
     .await?;
-    let mut sources = HashMap::new();
-    let mut failing = HashMap::new();
-    for source in &stored {
-        let name = &source.record.name;
-        match build_source(runtime, pool, source, defaults).await {
-            Ok(built) => {
-                tracing::info!(
-                    source = %name,
-                    plugin = %built.active.load().plugin.label(),
-                    "source ready at POST /webhooks/{name}"
-                );
-                sources.insert(name.clone(), Arc::new(built));
-            }
-            Err(error) => {
-                if let Some(index) = config
-                    .sources
-                    .iter()
-                    .position(|declared| declared.name == *name)
-                {
-                    return Err(error.context(format!("sources[{index}] ({name})")));
-                }
-                tracing::error!(source = %name, "the source cannot be served: {}",
-                    crate::plugins::escape_for_log(&format!("{error:#}"), crate::plugins::PLUGIN_ERROR_LOG_LIMIT)
-                );
-                failing.insert(name.clone(), source.updated_at);
-            }
-        }
-    }
-    Ok((sources, failing))
+    let declared = |name: &str| {
+        config
+            .sources
+            .iter()
+            .position(|declared| declared.name == name)
+            .map(|index| format!("sources[{index}] ({name})"))
+    };
+    registry.start(pool, stored, &declared).await
 }
 
 /// The config's destinations as rows, each with its secret resolved.

@@ -9,13 +9,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::ingest::handler::{
-    SourceDefaults, SourceRuntime, build_source, destination_routes, route_events,
-};
+use crate::ingest::decide::{Answer, Decision, decide, events_write};
+use crate::plugins::PluginRuntime;
 use crate::plugins::engine::RuntimeSettings;
-use crate::plugins::{PluginOutcome, PluginRequest, PluginRuntime};
+use crate::sources::destinations::{DestinationRoutes, destination_routes};
+use crate::sources::registry::{SourceDefaults, SourceRuntime, build_source};
 use crate::store::jobs::{self, ReplayFilter};
-use crate::store::{self, IngestOutcome, IngestWrite, RawRequest};
+use crate::store::{self, IngestOutcome, RawRequest};
 
 /// What became of one quarantined request.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ struct Replayer<'a> {
     runtime: std::sync::Arc<PluginRuntime>,
     defaults: SourceDefaults,
     stored_sources: Vec<store::StoredSource>,
-    destinations: Vec<crate::ingest::handler::DestinationRoutes>,
+    destinations: Vec<DestinationRoutes>,
     sources: HashMap<String, Result<SourceRuntime, String>>,
 }
 
@@ -141,7 +141,7 @@ impl<'a> Replayer<'a> {
 async fn replay_through(
     config: &Config,
     pool: &PgPool,
-    destinations: &[crate::ingest::handler::DestinationRoutes],
+    destinations: &[DestinationRoutes],
     source: &SourceRuntime,
     raw: RawRequest,
 ) -> anyhow::Result<QuarantineReplay> {
@@ -150,64 +150,46 @@ async fn replay_through(
     // gets `[redacted]` in its place, as it would for a request arriving now.
     let mut raw = raw;
     crate::ingest::redaction::redact_request_headers(&active.settings.signature, &mut raw.headers);
-    let plugin_request = PluginRequest {
-        request_id: raw.id.to_string(),
-        method: raw.method.clone(),
-        path: raw.path.clone(),
-        query: raw.query.clone(),
-        headers: raw.headers.clone(),
-        body: raw.body.clone(),
-        received_at: raw.received_at,
-        source_name: raw.source_name.clone(),
-        config: source.config.clone(),
-    };
-    let report = match active
+    let plugin_request = crate::ingest::handler::plugin_request(&raw, &source.config);
+    let result = active
         .plugin
         .handle(plugin_request, source.secrets.clone())
         .await
-    {
-        Err(error) => return Ok(QuarantineReplay::StillFailing(error.to_string())),
-        Ok(report) => report,
+        .map(|report| report.outcome)
+        .map_err(|error| error.to_string());
+    let events = match decide(result) {
+        Decision::Store(events) => events,
+        Decision::Quarantine(error) => return Ok(QuarantineReplay::StillFailing(error)),
+        Decision::Answer(answer) => return Ok(QuarantineReplay::NotStored(not_stored(answer))),
     };
-    Ok(match report.outcome {
-        PluginOutcome::Events(events) if !events.is_empty() => {
-            let request_id = raw.id;
-            raw.plugin = active.plugin.label().to_owned();
-            // The body key as at ingest: resends of one body that were each quarantined while
-            // the plugin failed are one event once replayed, the later ones duplicates.
-            let body_sha256 =
-                crate::ingest::handler::body_key_of(source, &active.settings, &events, &raw.body);
-            let write = IngestWrite::Events {
-                raw,
-                events: route_events(destinations, events),
-                body_sha256,
-            };
-            let stored = store::write_batch(
-                pool,
-                std::slice::from_ref(&write),
-                Duration::from_secs(config.ingest.dedupe_window_seconds),
-                chrono::Utc::now(),
-            )
-            .await
-            .context("storing the replayed events")?;
-            let outcome = stored.into_iter().next().context("one outcome")?;
-            if matches!(outcome, IngestOutcome::Duplicate { .. }) {
-                // Its events were stored meanwhile; the request is handled.
-                store::mark_request_accepted(pool, request_id).await?;
-            }
-            QuarantineReplay::Stored(outcome)
-        }
-        PluginOutcome::Events(_) => {
-            QuarantineReplay::NotStored("the plugin produced no events".to_owned())
-        }
-        PluginOutcome::Rejected { kind, reason } => {
-            QuarantineReplay::NotStored(format!("the plugin refused it ({kind:?}): {reason}"))
-        }
-        PluginOutcome::Reply(reply) => QuarantineReplay::NotStored(format!(
-            "the plugin answered a handshake ({})",
-            reply.status
-        )),
-    })
+    let request_id = raw.id;
+    raw.plugin = active.plugin.label().to_owned();
+    // The body key as at ingest: resends of one body that were each quarantined while the
+    // plugin failed are one event once replayed, the later ones duplicates.
+    let write = events_write(source, &active, destinations, raw, events);
+    let stored = store::write_batch(
+        pool,
+        std::slice::from_ref(&write),
+        Duration::from_secs(config.ingest.dedupe_window_seconds),
+        chrono::Utc::now(),
+    )
+    .await
+    .context("storing the replayed events")?;
+    let outcome = stored.into_iter().next().context("one outcome")?;
+    if matches!(outcome, IngestOutcome::Duplicate { .. }) {
+        // Its events were stored meanwhile; the request is handled.
+        store::mark_request_accepted(pool, request_id).await?;
+    }
+    Ok(QuarantineReplay::Stored(outcome))
+}
+
+/// Why a replayed request stays quarantined when its plugin answered without events.
+fn not_stored(answer: Answer) -> String {
+    match answer {
+        Answer::NoEvents => "the plugin produced no events".to_owned(),
+        Answer::Refused { kind, reason } => format!("the plugin refused it ({kind:?}): {reason}"),
+        Answer::Reply(reply) => format!("the plugin answered a handshake ({})", reply.status),
+    }
 }
 
 /// `wasmhook replay`: jobs by filter, or quarantined requests.

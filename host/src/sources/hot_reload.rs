@@ -1,9 +1,10 @@
 //! Hot-loading plugins. Plugin versions live in PostgreSQL, so every host process runs the same
 //! ones. At start, a plugin file that is new or changed in the plugins directory becomes the
 //! active version. While running, a swapper follows the active versions (woken by `NOTIFY
-//! wasmhook_plugins`, with a one-second poll as a fallback): it compiles the new version off
-//! the request path, checks it against each source's configuration, then swaps it in
-//! atomically. Requests already running finish on the version they started with.
+//! wasmhook_plugins`, with a one-second poll as a fallback) and has the source registry swap
+//! them in (`SourceRegistry::follow_active_versions`): each new version is compiled off the
+//! request path and checked against each source's configuration first. Requests already
+//! running finish on the version they started with.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use anyhow::Context;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::ingest::handler::{ActivePlugin, IngestState};
 use crate::plugins::{PluginLimits, PluginRuntime};
+use crate::sources::registry::SourceRegistry;
 use crate::store;
 
 /// When a plugin file becomes the active version.
@@ -46,46 +47,6 @@ pub async fn register_directory_plugins<'a>(
         activate_file(runtime, pool, name, &path, ActivateWhen::NewContent).await?;
     }
     Ok(())
-}
-
-/// Loads one version of a plugin for one source: its limits, checked against its config.
-pub async fn load_for_source(
-    runtime: &Arc<PluginRuntime>,
-    pool: &PgPool,
-    plugin_name: &str,
-    version_id: Uuid,
-    limits: PluginLimits,
-    source_config: &str,
-) -> anyhow::Result<ActivePlugin> {
-    let bytes = store::plugin_component(pool, version_id).await?;
-    let plugin = runtime
-        .load_bytes(
-            &format!("{plugin_name} version {version_id}"),
-            &bytes,
-            limits,
-        )
-        .await?;
-    let settings = plugin
-        .configure(source_config)
-        .await
-        .context("the source's config")?;
-    Ok(ActivePlugin {
-        plugin,
-        settings,
-        version_id,
-    })
-}
-
-/// The active version id of `plugin_name`.
-pub async fn active_version(pool: &PgPool, plugin_name: &str) -> anyhow::Result<Uuid> {
-    store::active_plugin_versions(pool)
-        .await?
-        .into_iter()
-        .find(|(name, _, _)| name == plugin_name)
-        .map(|(_, id, _)| id)
-        .with_context(|| {
-            format!("plugin {plugin_name:?} has no file in the plugins directory and no uploaded version")
-        })
 }
 
 /// The plugin files the sources use, by plugin name, with when each last changed.
@@ -193,7 +154,7 @@ async fn activate_file(
 pub fn start_swapper(
     pool: PgPool,
     runtime: Arc<PluginRuntime>,
-    state: Arc<IngestState>,
+    registry: Arc<SourceRegistry>,
     mut watched: WatchedFiles,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -226,70 +187,16 @@ pub fn start_swapper(
                     }
                 } => {}
             }
-            let sources = state.sources.load_full();
-            let plugin_names = sources
+            let plugin_names = registry
+                .serving()
                 .values()
                 .map(|source| source.plugin_name.clone())
                 .collect();
             watched
                 .activate_changed(plugin_names, &runtime, &pool)
                 .await;
-            let active = match store::active_plugin_versions(&pool).await {
-                Ok(active) => active,
-                Err(error) => {
-                    tracing::warn!("cannot read the active plugin versions: {error:#}");
-                    continue;
-                }
-            };
-            for source in sources.values() {
-                let Some((_, version_id, _)) = active
-                    .iter()
-                    .find(|(name, _, _)| *name == source.plugin_name)
-                else {
-                    continue;
-                };
-                if source.active.load().version_id == *version_id
-                    || refused.contains(&(source.name.clone(), *version_id))
-                {
-                    continue;
-                }
-                match load_for_source(
-                    &runtime,
-                    &pool,
-                    &source.plugin_name,
-                    *version_id,
-                    source.limits.clone(),
-                    &source.config,
-                )
-                .await
-                {
-                    Ok(loaded) => {
-                        tracing::info!(
-                            source = %source.name,
-                            plugin = %loaded.plugin.label(),
-                            "swapped in plugin version {version_id}"
-                        );
-                        source.active.store(Arc::new(loaded));
-                        // Another version deserves its own chance.
-                        let transition = source
-                            .plugin_breaker
-                            .lock()
-                            .expect("plugin breaker lock poisoned")
-                            .succeeded();
-                        crate::ingest::handler::report_plugin_breaker(&source.name, transition);
-                    }
-                    Err(error) => {
-                        tracing::error!(
-                            source = %source.name,
-                            "keeping the current plugin: version {version_id} cannot serve this source: {}",
-                            crate::plugins::escape_for_log(
-                                &format!("{error:#}"),
-                                crate::plugins::PLUGIN_ERROR_LOG_LIMIT
-                            )
-                        );
-                        refused.insert((source.name.clone(), *version_id));
-                    }
-                }
+            if let Err(error) = registry.follow_active_versions(&pool, &mut refused).await {
+                tracing::warn!("cannot read the active plugin versions: {error:#}");
             }
         }
     })
