@@ -261,7 +261,7 @@ async fn a_plugin_gets_a_bounded_number_of_mac_checks_per_call() {
     let matched = signing_reply(&app, "verify-many", &[("x-hostile-verify", right_mac)]).await;
     assert_eq!(
         matched,
-        wasmhook::plugins::MAX_VERIFY_CALLS_PER_CALL.to_string(),
+        wasmhook::plugins::host_imports::MAX_VERIFY_CALLS_PER_CALL.to_string(),
         "checks that said yes"
     );
 }

@@ -67,7 +67,7 @@ fn concrete_path(route: &str) -> String {
 async fn every_admin_request_needs_the_token() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
-    let operations = wasmhook::admin::operations();
+    let operations = wasmhook::admin::openapi::operations();
     assert!(
         operations.len() > 20,
         "the router's own list: {operations:?}"
@@ -438,10 +438,11 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
             }
         }
     }
-    let routed: std::collections::BTreeSet<(String, String)> = wasmhook::admin::operations()
-        .into_iter()
-        .map(|(method, path)| (method.to_string(), path.to_owned()))
-        .collect();
+    let routed: std::collections::BTreeSet<(String, String)> =
+        wasmhook::admin::openapi::operations()
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path.to_owned()))
+            .collect();
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
     assert!(

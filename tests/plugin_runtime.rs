@@ -7,8 +7,9 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
+use wasmhook::plugins::engine::RuntimeSettings;
 use wasmhook::plugins::{
-    PluginLimits, PluginLoadError, PluginOutcome, PluginRuntime, RejectionKind, RuntimeSettings,
+    PluginLimits, PluginLoadError, PluginOutcome, PluginRuntime, RejectionKind,
 };
 use wasmhook::signature::{self, Secret, SignatureScheme, SignedRequest};
 

@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmhook::plugins::{
-    PluginLimits, PluginOutcome, PluginRequest, PluginRuntime, RuntimeSettings,
-};
+use wasmhook::plugins::engine::RuntimeSettings;
+use wasmhook::plugins::{PluginLimits, PluginOutcome, PluginRequest, PluginRuntime};
 use wasmhook::signature::Secret;
 use wasmhook_plugin_github::GitHub;
 use wasmhook_plugin_sdk::{Header, Outcome, Plugin};

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use base64::Engine as _;
 
 use crate::http_error::ApiError;
-use crate::plugins::bindings::wasmhook::plugin::types as wit;
+use crate::plugins::wit::bindings::wasmhook::plugin::types as wit;
 use crate::plugins::{self, PluginOutcome};
 use crate::signature::{self, MacEncoding, Secret, SignatureError, SignatureScheme, SignedRequest};
 
@@ -607,7 +607,7 @@ impl OutcomeInput {
 /// `StatusCode` accepts and headers of visible ASCII.
 pub fn check_plugin_output(input: &OutcomeInput) {
     let received_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid instant");
-    let outcome = match plugins::outcome_from_wit(input.to_wit(), received_at) {
+    let outcome = match plugins::wit::outcome_from_wit(input.to_wit(), received_at) {
         Ok(outcome) => outcome,
         Err(invalid) => {
             assert!(!invalid.reason().is_empty());
@@ -691,7 +691,7 @@ pub struct ManifestInput {
 /// names that are HTTP tokens, stores as `jsonb` (no NUL anywhere: PostgreSQL refuses
 /// `\u0000` in `jsonb`), and its scheme verifies requests like any other.
 pub fn check_plugin_manifest(input: &ManifestInput) {
-    let manifest = plugins::manifest_from_wit(wit::Manifest {
+    let manifest = plugins::wit::manifest_from_wit(wit::Manifest {
         name: input.name.clone(),
         version: input.version.clone(),
         description: input.description.clone(),
@@ -699,7 +699,7 @@ pub fn check_plugin_manifest(input: &ManifestInput) {
         dedupe_header: input.dedupe_header.clone(),
         event_types: input.event_types.clone(),
     });
-    if plugins::validate_manifest(&manifest).is_err() {
+    if plugins::manifest::validate_manifest(&manifest).is_err() {
         return;
     }
     assert!(crate::config::is_plain_name(&manifest.name));

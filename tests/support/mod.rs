@@ -13,7 +13,8 @@ pub mod receiver;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmhook::plugins::{Plugin, PluginLimits, PluginRequest, PluginRuntime, RuntimeSettings};
+use wasmhook::plugins::engine::RuntimeSettings;
+use wasmhook::plugins::{Plugin, PluginLimits, PluginRequest, PluginRuntime};
 
 pub fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
+use crate::plugins::engine::RuntimeSettings;
 use crate::plugins::{
     Plugin, PluginCallReport, PluginLimits, PluginOutcome, PluginRequest, PluginRuntime,
-    RequestCheck, RuntimeSettings,
+    RequestCheck,
 };
 use crate::signature::{self, Secret, SignedRequest};
 
@@ -32,6 +33,24 @@ async fn load(path: &Path, limits: PluginLimits) -> anyhow::Result<Plugin> {
 }
 
 /// `wasmhook plugin check FILE`: prints the manifest as JSON, or fails with the reason.
+/// The host's own signature check of a request, at the request's receive time and the
+/// default tolerance.
+fn check_signature(
+    scheme: &crate::signature::SignatureScheme,
+    headers: &[(String, String)],
+    body: &[u8],
+    secrets: &[Secret],
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), crate::signature::SignatureError> {
+    signature::verify(
+        scheme,
+        SignedRequest { headers, body },
+        secrets,
+        received_at.timestamp(),
+        300,
+    )
+}
+
 pub async fn check(path: &Path) -> anyhow::Result<()> {
     let plugin = load(path, PluginLimits::default()).await?;
     let report = serde_json::json!({
@@ -91,17 +110,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunVerdict> {
         eprintln!("note: no --secret given, so the signature was not checked");
     } else {
         let secrets: Vec<Secret> = options.secrets.iter().map(Secret::new).collect();
-        signature::verify(
-            &settings.signature,
-            SignedRequest {
-                headers: &headers,
-                body: &body,
-            },
-            &secrets,
-            received_at.timestamp(),
-            300,
-        )
-        .context("the signature check failed (the server would answer 401)")?;
+        check_signature(&settings.signature, &headers, &body, &secrets, received_at)
+            .context("the signature check failed (the server would answer 401)")?;
     }
 
     let request = PluginRequest {
@@ -124,7 +134,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunVerdict> {
         )
         .await?;
     print_budget(&report);
-    let verdict = match &report.outcome {
+    Ok(print_outcome(&report.outcome))
+}
+
+/// Prints an outcome as JSON lines (one per event) and says which kind it was.
+fn print_outcome(outcome: &PluginOutcome) -> RunVerdict {
+    match outcome {
         PluginOutcome::Events(events) => {
             for event in events {
                 println!("{}", event.to_cloudevent_json());
@@ -154,8 +169,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunVerdict> {
             );
             RunVerdict::Reply
         }
-    };
-    Ok(verdict)
+    }
 }
 
 fn print_budget(report: &PluginCallReport) {
@@ -345,17 +359,8 @@ async fn run_fixture(plugin: &Plugin, path: &Path) -> anyhow::Result<PluginCallR
                 received_at.timestamp(),
             )?);
         }
-        signature::verify(
-            &settings.signature,
-            SignedRequest {
-                headers: &headers,
-                body: &body,
-            },
-            &secrets,
-            received_at.timestamp(),
-            300,
-        )
-        .context("the signature check failed")?;
+        check_signature(&settings.signature, &headers, &body, &secrets, received_at)
+            .context("the signature check failed")?;
     }
     let request = PluginRequest {
         request_id: format!("fixture {}", fixture.description),

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 
 use crate::cli::plugin::parse_header_line;
 use crate::config::Config;
-use crate::plugins::{PluginRuntime, RuntimeSettings};
+use crate::plugins::PluginRuntime;
+use crate::plugins::engine::RuntimeSettings;
 use crate::signature;
 
 /// What `wasmhook send` was asked to do.

@@ -222,7 +222,7 @@ impl Deliverer {
         for (name, value) in &destination.headers {
             request = request.header(name, value);
         }
-        let signed = signature::sign_standard_webhooks(
+        let signed = signature::standard_webhooks::sign_with_all(
             &destination.signing_secrets,
             cloudevent_json.as_bytes(),
             webhook_id,
