@@ -53,24 +53,6 @@ pub struct WorkerSettings {
     pub listen_retry: Duration,
 }
 
-impl WorkerSettings {
-    /// The settings `[delivery]` (and `tasks.listen_retry_ms`) configure.
-    pub fn from_config(config: &crate::config::Config) -> WorkerSettings {
-        let delivery = &config.delivery;
-        WorkerSettings {
-            poll_interval: Duration::from_millis(delivery.poll_interval_ms),
-            claim_batch: delivery.claim_batch,
-            rescue_interval: Duration::from_millis(delivery.rescue_interval_ms),
-            lease_margin: Duration::from_secs(delivery.lease_margin_seconds),
-            shutdown_grace: Duration::from_secs(delivery.shutdown_grace_seconds),
-            allow_private_networks: delivery.allow_private_networks,
-            allowed_ports: delivery.allowed_ports.clone(),
-            destination_refresh: Duration::from_millis(delivery.destination_refresh_ms),
-            listen_retry: Duration::from_millis(config.tasks.listen_retry_ms),
-        }
-    }
-}
-
 /// What a worker's deliveries came to: how many jobs it claimed, and the state each attempt
 /// moved its job to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
