@@ -1,7 +1,7 @@
 //! Retention deletes what is old and finished, keeps what is pending or recent, and does not
 //! block ingest while it runs.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use wasmhook::app::retention::{RetentionSettings, run_pass};
 
 use support::app::TestApp;
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 const OLD_FINISHED: i64 = 6000;
 
