@@ -78,14 +78,15 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
         let mut hosts = Vec::with_capacity(host_count);
         for _ in 0..host_count {
             // One after the other: each applies the configuration to the shared database.
-            let host = start_host(
-                &options,
-                &database.url,
-                compile_cache,
-                Some(receiver_address),
-            )
-            .await?;
-            hosts.push(host);
+            hosts.push(
+                start_host(
+                    &options,
+                    &database.url,
+                    compile_cache,
+                    Some(receiver_address),
+                )
+                .await?,
+            );
         }
         let servers: Vec<Server> = hosts.iter().map(Server::of).collect();
         let rest_rss = resting_rss(&servers).await;
@@ -121,22 +122,7 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
                 Some(send_times.clone()),
             )
             .await?;
-            // Bounded wait for the deliveries to arrive.
-            let deadline = Instant::now() + DELIVERY_TIMEOUT;
-            loop {
-                let (arrived, total) = {
-                    let arrivals = arrivals.lock().expect("arrivals lock poisoned");
-                    let arrived = arrivals.times.iter().filter(|time| time.is_some()).count();
-                    (arrived, arrivals.total)
-                };
-                if arrived >= report.accepted
-                    || total >= 2 * report.accepted
-                    || Instant::now() > deadline
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_arrivals(&arrivals, report.accepted).await;
             // The peak over the run and its deliveries.
             let peak_rss = servers
                 .iter()
@@ -145,17 +131,7 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
                 .unwrap_or(report.server_peak_rss_bytes);
             let arrivals = arrivals.lock().expect("arrivals lock poisoned");
             let send_times = send_times.lock().expect("send times lock poisoned");
-            let mut latencies: Vec<Duration> = arrivals
-                .times
-                .iter()
-                .zip(send_times.iter())
-                .filter_map(|(arrived, sent)| {
-                    Some(arrived.as_ref()?.duration_since(*sent.as_ref()?))
-                })
-                .collect();
-            let last_arrival = arrivals.times.iter().flatten().max().copied();
-            latencies.sort_unstable();
-            let span = last_arrival.map_or(Duration::ZERO, |last| last.duration_since(started));
+            let (latencies, span) = run_latencies(&arrivals, &send_times, started);
             let deliveries_per_second =
                 latencies.len() as f64 / span.as_secs_f64().max(f64::EPSILON);
             if host_count == 1 {
@@ -203,4 +179,40 @@ fn record_arrival(arrivals: &std::sync::Mutex<Arrivals>, body: &[u8], arrived: I
     {
         *slot = Some(arrived);
     }
+}
+
+/// Waits until every accepted webhook of the run arrived, or twice as many deliveries as
+/// accepted webhooks arrived in all, or `DELIVERY_TIMEOUT` passed: the wait is bounded.
+async fn wait_for_arrivals(arrivals: &std::sync::Mutex<Arrivals>, accepted: usize) {
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        let (arrived, total) = {
+            let arrivals = arrivals.lock().expect("arrivals lock poisoned");
+            let arrived = arrivals.times.iter().filter(|time| time.is_some()).count();
+            (arrived, arrivals.total)
+        };
+        if arrived >= accepted || total >= 2 * accepted || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The sorted latencies of the run's delivered webhooks (send to first arrival) and the span
+/// from the start of the run to the last arrival.
+fn run_latencies(
+    arrivals: &Arrivals,
+    send_times: &[Option<Instant>],
+    started: Instant,
+) -> (Vec<Duration>, Duration) {
+    let mut latencies: Vec<Duration> = arrivals
+        .times
+        .iter()
+        .zip(send_times.iter())
+        .filter_map(|(arrived, sent)| Some(arrived.as_ref()?.duration_since(*sent.as_ref()?)))
+        .collect();
+    latencies.sort_unstable();
+    let last_arrival = arrivals.times.iter().flatten().max().copied();
+    let span = last_arrival.map_or(Duration::ZERO, |last| last.duration_since(started));
+    (latencies, span)
 }

@@ -158,27 +158,7 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
         mebibytes(cold_rest_rss),
         mebibytes(bare_rest_rss),
     );
-    println!();
-    println!(
-        "| connections | requests | wasmhook accepted/s | p50 ms | p99 ms | CPU µs/request | peak RSS MiB | bare axum accepted/s | bare p99 ms | ratio wasmhook/bare | non-202 |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (_, host_report, bare_report) in &results {
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} | {:.2} | {:.3} | {} |",
-            host_report.connections,
-            host_report.requests,
-            host_report.accepted_per_second(),
-            millis(host_report.p50),
-            millis(host_report.p99),
-            host_report.cpu_micros_per_request(),
-            mebibytes(host_report.server_peak_rss_bytes),
-            bare_report.accepted_per_second(),
-            millis(bare_report.p99),
-            host_report.accepted_per_second() / bare_report.accepted_per_second(),
-            host_report.other_statuses,
-        );
-    }
+    print_ingest_table(&results);
 
     if options.prefill_events == 0 {
         return Ok(());
@@ -217,12 +197,47 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
         took.as_secs_f64(),
         size as f64 / f64::from(1 << 30),
     );
+    print_prefill_table(&results, &prefilled);
+    drop(host_process);
+    drop(bare_process);
+    drop(compile_cache);
+    drop(database);
+    Ok(())
+}
+
+/// The first table: per connection count, the host against the bare ceiling.
+fn print_ingest_table(results: &[(i64, LoadReport, LoadReport)]) {
+    println!();
+    println!(
+        "| connections | requests | wasmhook accepted/s | p50 ms | p99 ms | CPU µs/request | peak RSS MiB | bare axum accepted/s | bare p99 ms | ratio wasmhook/bare | non-202 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (_, host_report, bare_report) in results {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} | {:.2} | {:.3} | {} |",
+            host_report.connections,
+            host_report.requests,
+            host_report.accepted_per_second(),
+            millis(host_report.p50),
+            millis(host_report.p99),
+            host_report.cpu_micros_per_request(),
+            mebibytes(host_report.server_peak_rss_bytes),
+            bare_report.accepted_per_second(),
+            millis(bare_report.p99),
+            host_report.accepted_per_second() / bare_report.accepted_per_second(),
+            host_report.other_statuses,
+        );
+    }
+}
+
+/// The second table: each run before and after the prefill, with the ratio of the two.
+fn print_prefill_table(results: &[(i64, LoadReport, LoadReport)], prefilled: &[(i64, LoadReport)]) {
     println!();
     println!(
         "| connections | events in the table | accepted/s | p50 ms | p99 ms | CPU µs/request | peak RSS MiB | ratio to the run before the prefill |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for ((empty_count, empty, _), (full_count, full)) in results.iter().zip(&prefilled) {
+    for ((empty_count, empty, _), (full_count, full)) in results.iter().zip(prefilled) {
         for (count, report, ratio) in [
             (empty_count, empty, String::from("1")),
             (
@@ -245,9 +260,4 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             );
         }
     }
-    drop(host_process);
-    drop(bare_process);
-    drop(compile_cache);
-    drop(database);
-    Ok(())
 }
