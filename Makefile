@@ -17,6 +17,7 @@ OCTOKIT_VERSION := 7.6.1
 OCTOKIT_DIR := target/fixtures/octokit-webhooks-examples-$(OCTOKIT_VERSION)
 
 WASMHOOK := $(CARGO_TARGET_DIR)/release/wasmhook
+WASMHOOK_BENCH := $(CARGO_TARGET_DIR)/release/wasmhook-bench
 
 .PHONY: all toolchain python-deps postgres api-fuzz fuzz fuzz-check plugins test-plugins plugin-unit-tests fixtures fmt-check lint test release run send bench clean
 
@@ -130,8 +131,10 @@ send: release
 
 # Benchmarks (not run by `make test`; about 10-15 minutes): the whole set with fixed counts,
 # printed as tables and written to the generated block of BENCHMARKS.md. See scripts/bench.sh.
+# The load generator is its own crate (tools/bench), so the release binary does not carry it.
 bench: postgres plugins release
-	WASMHOOK=$(WASMHOOK) scripts/bench.sh
+	cargo build --release -p wasmhook-bench
+	WASMHOOK=$(WASMHOOK) WASMHOOK_BENCH=$(WASMHOOK_BENCH) scripts/bench.sh
 
 clean:
 	rm -rf target

@@ -6,7 +6,8 @@
 # `<!-- bench:end -->`) with the date, the machine, the versions, the commands and the numbers.
 # Everything outside the markers is left alone.
 #
-# Expects what `make bench` builds first: the plugins (target/plugins) and the release binary.
+# Expects what `make bench` builds first: the plugins (target/plugins), the release binary and the
+# load generator (`tools/bench`, `wasmhook-bench`), which starts the release binary as its hosts.
 # Takes about 10-15 minutes on two cores. The counts can be lowered through the environment for a
 # quick check of the script itself (for example INGEST_REQUESTS=500 PREFILL_EVENTS=20000); the
 # block records the commands exactly as they ran.
@@ -16,6 +17,9 @@ cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$HOME/.cache/wasmhook/target}"
 export CARGO_TARGET_DIR
 WASMHOOK=${WASMHOOK:-$CARGO_TARGET_DIR/release/wasmhook}
+WASMHOOK_BENCH=${WASMHOOK_BENCH:-$CARGO_TARGET_DIR/release/wasmhook-bench}
+# The load generator starts this binary as the measured hosts (its --wasmhook option).
+export WASMHOOK
 BENCH_FILE=${BENCH_FILE:-BENCHMARKS.md}
 
 # Fixed counts (the published numbers use these defaults).
@@ -36,6 +40,7 @@ for marker in '<!-- bench:begin -->' '<!-- bench:end -->'; do
     fi
 done
 [ -x "$WASMHOOK" ] || { echo "error: $WASMHOOK is missing: run make release" >&2; exit 1; }
+[ -x "$WASMHOOK_BENCH" ] || { echo "error: $WASMHOOK_BENCH is missing: run make bench" >&2; exit 1; }
 [ -f target/plugins/github.wasm ] || { echo "error: target/plugins/github.wasm is missing: run make plugins" >&2; exit 1; }
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/wasmhook-bench-XXXXXX")
@@ -95,20 +100,20 @@ plugin_command=(cargo bench -p wasmhook --bench plugin_call)
 run plugin "WASMHOOK_BENCH_CALLS=$PLUGIN_CALLS ${plugin_command[*]}" \
     env WASMHOOK_BENCH_CALLS="$PLUGIN_CALLS" "${plugin_command[@]}"
 
-ingest_args=(bench ingest
+ingest_args=(ingest
     --connections 1 --connections 16 --connections 64 --connections 256
     --requests "$INGEST_REQUESTS_ONE_CONNECTION" --requests "$INGEST_REQUESTS"
     --requests "$INGEST_REQUESTS" --requests "$INGEST_REQUESTS"
     --warmup "$INGEST_WARMUP")
-run ingest "wasmhook ${ingest_args[*]}" "$WASMHOOK" "${ingest_args[@]}"
+run ingest "wasmhook-bench ${ingest_args[*]}" "$WASMHOOK_BENCH" "${ingest_args[@]}"
 
-prefill_args=(bench ingest --connections 64 --requests "$INGEST_REQUESTS" --warmup "$INGEST_WARMUP"
+prefill_args=(ingest --connections 64 --requests "$INGEST_REQUESTS" --warmup "$INGEST_WARMUP"
     --prefill-events "$PREFILL_EVENTS")
-run prefill "wasmhook ${prefill_args[*]}" "$WASMHOOK" "${prefill_args[@]}"
+run prefill "wasmhook-bench ${prefill_args[*]}" "$WASMHOOK_BENCH" "${prefill_args[@]}"
 
-e2e_args=(bench e2e --hosts 1 --hosts 2 --connections 4 --connections 64
+e2e_args=(e2e --hosts 1 --hosts 2 --connections 4 --connections 64
     --requests "$E2E_REQUESTS" --warmup "$E2E_WARMUP")
-run e2e "wasmhook ${e2e_args[*]}" "$WASMHOOK" "${e2e_args[@]}"
+run e2e "wasmhook-bench ${e2e_args[*]}" "$WASMHOOK_BENCH" "${e2e_args[@]}"
 
 total_seconds=$((SECONDS - started_seconds))
 
@@ -150,7 +155,7 @@ section() {
     echo "| PostgreSQL | $postgresql_version |"
     echo "| wasmtime | $wasmtime_version (Cargo.lock) |"
     echo
-    echo 'Commands, in order (`wasmhook` is `$CARGO_TARGET_DIR/release/wasmhook`, from `make release`):'
+    echo 'Commands, in order (`wasmhook-bench` is `$CARGO_TARGET_DIR/release/wasmhook-bench`, the load generator of `tools/bench`, which `make bench` builds; it measures `$CARGO_TARGET_DIR/release/wasmhook`, from `make release`):'
     echo
     echo '```'
     printf '%s\n' "${commands[@]}"

@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets, for `host/fuzz` (libFuzzer, nightly: `scripts/fuzz.sh`) and
-//! for `tests/fuzz_regressions.rs` (stable, part of `cargo test`), which runs them over
+//! for `tests/it/fuzz_regressions.rs` (stable, part of `cargo test`), which runs them over
 //! hand-written seeds and over every input that once crashed a target. Not part of the host's
 //! API: nothing else calls it.
 //!

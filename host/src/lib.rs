@@ -11,12 +11,13 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-/// The fuzz targets' bodies (`host/fuzz`, `tests/fuzz_regressions.rs`); not an API.
+/// The fuzz targets' bodies (`host/fuzz`, `tests/it/fuzz_regressions.rs`); not an API, and only
+/// with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_error;
 pub mod ingest;
-pub mod loadgen;
 pub mod metrics;
 pub mod model;
 pub mod plugins;

@@ -99,77 +99,10 @@ enum Command {
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
     },
-    /// Load generators (see BENCHMARKS.md).
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
-    },
     /// Tools for plugin authors.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
-    },
-}
-
-/// Options shared by the load generators.
-#[derive(clap::Args)]
-struct LoadOptions {
-    /// Concurrent connections; repeat for several runs.
-    #[arg(long = "connections", short = 'c', default_values_t = [64])]
-    connections: Vec<usize>,
-    /// Requests per run; give it once for every run, or once per --connections (in order).
-    #[arg(long = "requests", default_values_t = [20_000])]
-    requests: Vec<usize>,
-    /// Unmeasured requests before each run.
-    #[arg(long, default_value_t = 2_000)]
-    warmup: usize,
-    #[arg(long, default_value = "target/plugins")]
-    plugins_dir: PathBuf,
-    /// The push payload to send.
-    #[arg(long, default_value = "tests/fixtures/github/push.json")]
-    body: PathBuf,
-    /// Use this database instead of a throwaway PostgreSQL cluster.
-    #[arg(long)]
-    database_url: Option<String>,
-}
-
-impl From<LoadOptions> for wasmhook::loadgen::IngestBenchOptions {
-    fn from(options: LoadOptions) -> Self {
-        wasmhook::loadgen::IngestBenchOptions {
-            connections: options.connections,
-            requests: options.requests,
-            warmup_requests: options.warmup,
-            database_url: options.database_url,
-            ..wasmhook::loadgen::IngestBenchOptions::new(options.plugins_dir, options.body)
-        }
-    }
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Ingest throughput and latency: wasmhook against a bare axum ceiling, same load.
-    Ingest {
-        #[command(flatten)]
-        load: LoadOptions,
-        /// After the runs, add this many rows to the events table (with their raw requests,
-        /// dedupe keys and delivered jobs) and repeat the runs.
-        #[arg(long, default_value_t = 0)]
-        prefill_events: u64,
-    },
-    /// End to end: webhooks in, deliveries out to a receiver on 127.0.0.1.
-    E2e {
-        #[command(flatten)]
-        load: LoadOptions,
-        /// Host processes sharing one database, the load spread over them; repeat for several
-        /// sets of runs.
-        #[arg(long = "hosts", default_values_t = [1])]
-        hosts: Vec<usize>,
-    },
-    /// The bare axum ceiling server used by `bench ingest`.
-    #[command(hide = true)]
-    BareServer {
-        #[arg(long)]
-        listen: std::net::SocketAddr,
     },
 }
 
@@ -284,28 +217,6 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Bench { command } => match command {
-                BenchCommand::Ingest {
-                    load,
-                    prefill_events,
-                } => wasmhook::loadgen::bench_ingest(wasmhook::loadgen::IngestBenchOptions {
-                    prefill_events,
-                    ..load.into()
-                })
-                .await
-                .map(|()| true),
-                BenchCommand::E2e { load, hosts } => {
-                    wasmhook::loadgen::bench_e2e(wasmhook::loadgen::IngestBenchOptions {
-                        hosts,
-                        ..load.into()
-                    })
-                    .await
-                    .map(|()| true)
-                }
-                BenchCommand::BareServer { listen } => {
-                    wasmhook::loadgen::serve_bare(listen).await.map(|()| true)
-                }
-            },
             Command::Plugin { command } => match command {
                 PluginCommand::Check { file } => plugin::check(&file).await.map(|()| true),
                 PluginCommand::Run {

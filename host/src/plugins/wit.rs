@@ -109,6 +109,8 @@ pub(crate) enum InvalidAnswer {
 }
 
 impl InvalidAnswer {
+    /// Only the fuzz bodies read the reason back.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn reason(&self) -> &str {
         match self {
             InvalidAnswer::EventIdTooLong(reason) | InvalidAnswer::Other(reason) => reason,

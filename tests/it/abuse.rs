@@ -3,7 +3,7 @@
 //! against a real host with real plugins. A test binary of its own, because it reads the
 //! process-wide metrics.
 
-mod support;
+use crate::support;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -13,7 +13,6 @@ use sha2::Sha256;
 
 use support::app::{TestApp, full_config, plugins_dir};
 use support::database::TestDatabase;
-use support::host_process::HostProcess;
 
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SIGNING_SECRET: &str = "the hostile plugin's source secret";
@@ -277,7 +276,7 @@ async fn a_quarantine_warning_is_one_escaped_line_of_bounded_length() {
         plugins.path(),
         "[[sources]]\nname = \"quoting\"\nplugin = \"hostile\"\nconfig = \"trap-quoting-body\"\n",
     );
-    let host = HostProcess::start(&config, &[]).await;
+    let host = support::host_process::start(&config, &[]).await;
     let body = format!(
         "{}\nWARN forged: a line of its own \u{1b}[2J{}END-OF-BODY",
         "x".repeat(100),

@@ -1,7 +1,7 @@
 //! Retention deletes what is old and finished, keeps what is pending or recent, and does not
 //! block ingest while it runs.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use wasmhook::app::retention::{RetentionSettings, run_pass};
 
 use support::app::TestApp;
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 const OLD_FINISHED: i64 = 6000;
 
@@ -307,6 +307,18 @@ async fn what_is_kept_for_replay_has_its_own_retention_and_deletions_are_counted
     );
 }
 
+/// Whether a quarantine replay holds its guard (a shared advisory lock) in this database.
+async fn replay_guard_held(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+             WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_requests_a_replay_is_working_on() {
     let _turn = RETENTION_PASSES.lock().await;
@@ -340,14 +352,7 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
     // Wait until the replay holds its guard (a shared advisory lock in this database).
     let mut guarded = false;
     for _ in 0..3000 {
-        guarded = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks
-                 WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
-                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+        guarded = replay_guard_held(&app.pool).await;
         if guarded || replay.is_finished() {
             break;
         }
@@ -383,6 +388,14 @@ async fn retention_keeps_the_requests_a_replay_is_working_on() {
         outcome,
         wasmhook::ingest::replay::QuarantineReplay::StillFailing(_)
     )));
+    // The guard goes with the replay's connection, which the server ends a moment after the
+    // replay closed it: the replay is over once the lock is gone.
+    for _ in 0..3000 {
+        if !replay_guard_held(&app.pool).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let after = run_pass(&app.pool, &settings(), 100).await.unwrap();
     assert_eq!(
         after.replayable_requests, REQUESTS as u64,

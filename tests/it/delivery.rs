@@ -2,7 +2,7 @@
 //! replay, the circuit breaker, concurrency, the SSRF guard, expired leases, several workers,
 //! and Standard Webhooks signatures checked by the official package.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use wasmhook::store::jobs::ReplayFilter;
 
 use support::app::TestApp;
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -56,29 +56,6 @@ async fn post_event(app: &TestApp, number: usize) -> Uuid {
     answer["event_id"].as_str().unwrap().parse().unwrap()
 }
 
-/// Waits (bounded) until the event's job reaches `state`, and returns its attempt count.
-async fn wait_for_job_state(app: &TestApp, event_id: Uuid, state: &str, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        let row: Option<(String, i32)> =
-            sqlx::query_as("SELECT state, attempt FROM delivery_jobs WHERE event_row_id = $1")
-                .bind(event_id)
-                .fetch_optional(&app.pool)
-                .await
-                .unwrap();
-        if let Some((current, attempt)) = &row
-            && current == state
-        {
-            return *attempt;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job of {event_id} did not reach {state} within {limit:?}: {row:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn attempts(
     app: &TestApp,
     event_id: Uuid,
@@ -103,7 +80,10 @@ async fn server_errors_are_retried_until_delivered_with_every_attempt_recorded()
     .await;
     let app = TestApp::spawn(&format!("{}{}", source(), destination("d", &receiver, ""))).await;
     let event_id = post_event(&app, 1).await;
-    let attempt = wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await;
+    let attempt = app
+        .wait_for_job_state(event_id, "delivered", Duration::from_secs(10))
+        .await
+        .attempt;
     assert_eq!(attempt, 3);
     let recorded = attempts(&app, event_id).await;
     let statuses: Vec<Option<i32>> = recorded.iter().map(|a| a.1).collect();
@@ -148,27 +128,12 @@ async fn client_errors_fail_at_once_and_gone_pauses_the_destination() {
     ))
     .await;
     let event_id = post_event(&app, 1).await;
-    let job_state = |destination: &'static str| {
-        let pool = app.pool.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let row: (String, i32) = sqlx::query_as(
-                    "SELECT state, attempt FROM delivery_jobs WHERE event_row_id = $1 AND destination_name = $2",
-                )
-                .bind(event_id)
-                .bind(destination)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-                if row.0 != "due" && row.0 != "running" && row.0 != "retrying"
-                    || Instant::now() > deadline
-                {
-                    return row;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
+    let app = &app;
+    let job_state = |destination: &'static str| async move {
+        let job = app
+            .wait_for_settled_job(event_id, destination, Duration::from_secs(10))
+            .await;
+        (job.state, job.attempt)
     };
     assert_eq!(job_state("bad").await, ("failed".to_owned(), 1));
     assert_eq!(job_state("gone").await, ("failed".to_owned(), 1));
@@ -191,7 +156,9 @@ async fn timeouts_and_dropped_connections_are_retried() {
     let app = TestApp::spawn(&format!("{}{}", source(), destination("d", &receiver, ""))).await;
     let event_id = post_event(&app, 1).await;
     assert_eq!(
-        wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(15)).await,
+        app.wait_for_job_state(event_id, "delivered", Duration::from_secs(15))
+            .await
+            .attempt,
         3
     );
     let recorded = attempts(&app, event_id).await;
@@ -230,7 +197,8 @@ async fn retry_after_is_honoured_within_the_bounds_and_jitter_stays_within_20_pe
     ))
     .await;
     let event_id = post_event(&app, 1).await;
-    wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(15)).await;
+    app.wait_for_job_state(event_id, "delivered", Duration::from_secs(15))
+        .await;
     let arrivals: Vec<Instant> = receiver.requests().iter().map(|r| r.arrived_at).collect();
     assert_eq!(arrivals.len(), 3);
     // After the 429: the 0.6 s delay jittered into [0.48, 0.72]; Retry-After 1 s lies within
@@ -255,7 +223,9 @@ async fn a_job_dies_after_the_last_attempt_and_replay_delivers_it() {
     let app = TestApp::spawn(&format!("{}{}", source(), destination("d", &receiver, ""))).await;
     let event_id = post_event(&app, 1).await;
     assert_eq!(
-        wait_for_job_state(&app, event_id, "dead", Duration::from_secs(10)).await,
+        app.wait_for_job_state(event_id, "dead", Duration::from_secs(10))
+            .await
+            .attempt,
         4,
         "exactly the four attempts of the schedule"
     );
@@ -280,7 +250,9 @@ async fn a_job_dies_after_the_last_attempt_and_replay_delivers_it() {
         1
     );
     assert_eq!(
-        wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await,
+        app.wait_for_job_state(event_id, "delivered", Duration::from_secs(10))
+            .await
+            .attempt,
         5,
         "a replay restarts the schedule; attempt numbers keep counting"
     );
@@ -315,10 +287,13 @@ async fn the_breaker_opens_holds_attempts_probes_and_closes() {
         3,
         "while the breaker is open, nothing is sent and no attempt is spent"
     );
-    wait_for_job_state(&app, first, "delivered", Duration::from_secs(10)).await;
+    app.wait_for_job_state(first, "delivered", Duration::from_secs(10))
+        .await;
     for event in others {
         assert_eq!(
-            wait_for_job_state(&app, event, "delivered", Duration::from_secs(10)).await,
+            app.wait_for_job_state(event, "delivered", Duration::from_secs(10))
+                .await
+                .attempt,
             1,
             "jobs held by the open breaker spent no attempt"
         );
@@ -346,7 +321,8 @@ async fn a_receiver_never_sees_more_than_the_concurrency_limit() {
         events.push(post_event(&app, number).await);
     }
     for event in events {
-        wait_for_job_state(&app, event, "delivered", Duration::from_secs(15)).await;
+        app.wait_for_job_state(event, "delivered", Duration::from_secs(15))
+            .await;
     }
     assert_eq!(receiver.max_in_flight(), 3);
 }
@@ -373,27 +349,26 @@ async fn private_and_loopback_destinations_are_refused_without_the_flag() {
         .collect();
     let app = TestApp::spawn(&format!("{}{destinations}", source())).await;
     let event_id = post_event(&app, 1).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT destination_name, state, last_error FROM delivery_jobs WHERE event_row_id = $1",
-        )
-        .bind(event_id)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
-        if rows.iter().all(|row| row.1 == "failed") {
-            assert_eq!(rows.len(), urls.len());
-            for (name, _, error) in rows {
-                assert!(
-                    error.as_deref().unwrap_or_default().starts_with("refused"),
-                    "{name}: {error:?}"
-                );
-            }
-            break;
-        }
-        assert!(Instant::now() < deadline, "not all refused: {rows:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let rows = app
+        .wait_for_jobs(event_id, Duration::from_secs(10), |jobs| {
+            jobs.iter().all(|job| job.state == "failed")
+        })
+        .await;
+    assert!(
+        rows.iter().all(|job| job.state == "failed"),
+        "not all refused: {rows:?}"
+    );
+    assert_eq!(rows.len(), urls.len());
+    for job in rows {
+        assert!(
+            job.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("refused"),
+            "{}: {:?}",
+            job.destination_name,
+            job.last_error
+        );
     }
     assert!(
         receiver.requests().is_empty(),
@@ -430,7 +405,9 @@ async fn a_job_whose_worker_died_is_delivered_by_another_worker() {
         })
         .await;
     assert_eq!(
-        wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await,
+        app.wait_for_job_state(event_id, "delivered", Duration::from_secs(10))
+            .await
+            .attempt,
         2
     );
     assert_eq!(receiver.requests().len(), 1);
@@ -450,7 +427,8 @@ async fn two_workers_on_one_database_deliver_each_job_once() {
     let posts = (0..200).map(|number| post_event(&app, number));
     let events = futures::future::join_all(posts).await;
     for event in &events {
-        wait_for_job_state(&app, *event, "delivered", Duration::from_secs(20)).await;
+        app.wait_for_job_state(*event, "delivered", Duration::from_secs(20))
+            .await;
     }
     let requests = receiver.requests();
     let mut ids: Vec<&str> = requests
@@ -474,7 +452,8 @@ async fn deliveries_verify_with_the_official_standard_webhooks_package() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = TestApp::spawn(&format!("{}{}", source(), destination("d", &receiver, ""))).await;
     let event_id = post_event(&app, 7).await;
-    wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await;
+    app.wait_for_job_state(event_id, "delivered", Duration::from_secs(10))
+        .await;
     let request = receiver.requests().remove(0);
     let directory = tempfile::tempdir().unwrap();
     std::fs::write(directory.path().join("body"), &request.body).unwrap();
@@ -565,7 +544,8 @@ async fn a_quarantined_request_is_replayed_through_the_fixed_plugin_and_delivere
         .await
         .unwrap();
     assert_eq!(status, "accepted");
-    wait_for_job_state(&app, event_id, "delivered", Duration::from_secs(10)).await;
+    app.wait_for_job_state(event_id, "delivered", Duration::from_secs(10))
+        .await;
     let delivered: serde_json::Value =
         serde_json::from_slice(&receiver.requests()[0].body).unwrap();
     assert_eq!(
@@ -618,7 +598,8 @@ async fn a_destination_rate_limit_spreads_deliveries_out() {
         events.push(post_event(&app, number).await);
     }
     for event in events {
-        wait_for_job_state(&app, event, "delivered", Duration::from_secs(15)).await;
+        app.wait_for_job_state(event, "delivered", Duration::from_secs(15))
+            .await;
     }
     let arrivals: Vec<Instant> = receiver.requests().iter().map(|r| r.arrived_at).collect();
     let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
@@ -652,12 +633,15 @@ async fn a_breaker_that_cools_down_with_nothing_due_still_probes_later_jobs() {
     ))
     .await;
     let first = post_event(&app, 1).await;
-    wait_for_job_state(&app, first, "dead", Duration::from_secs(10)).await;
+    app.wait_for_job_state(first, "dead", Duration::from_secs(10))
+        .await;
     // The breaker opened; its cool-down passes with no job due.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let later = post_event(&app, 2).await;
     assert_eq!(
-        wait_for_job_state(&app, later, "delivered", Duration::from_secs(10)).await,
+        app.wait_for_job_state(later, "delivered", Duration::from_secs(10))
+            .await
+            .attempt,
         1
     );
 }

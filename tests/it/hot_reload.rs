@@ -1,6 +1,6 @@
 //! Hot-loading plugins through the admin API, with two host processes on one database.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! off by default, lingering after early answers, and the admin API's own listener with its
 //! login throttle. Everything over real connections to a real host.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

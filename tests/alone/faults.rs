@@ -4,7 +4,7 @@
 //! receiver saw: every acknowledged event must arrive at least once. Duplicates are allowed
 //! (delivery is at least once) and reported.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 use support::app::full_config;
 use support::app::plugins_dir;
 use support::database::TestDatabase;
-use support::host_process::HostProcess;
-use support::load::{Load, LoadReport, Target, wait_for_every_delivery};
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::process::HostProcess;
 
-/// The fault tests share two CPUs with nothing else of theirs: one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use support::load::{Load, LoadReport, Target, wait_for_every_delivery};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 /// A source taking any JSON (its id from the `webhook-id` header) and a destination taking
 /// every event, with a short retry schedule so that recovery takes seconds.
@@ -113,14 +111,14 @@ async fn assert_every_acknowledged_event_delivered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_during_ingest_and_delivery_loses_nothing_it_acknowledged() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let Scenario {
         receiver,
         database: _database,
         _plugins,
         config,
     } = Scenario::start("").await;
-    let mut host = HostProcess::start(&config, &[]).await;
+    let mut host = support::host_process::start(&config, &[]).await;
     let load = Load::start(vec![target(&host, "load", "kill")], 8, 3000, Duration::ZERO);
     load.wait_for_answers(600).await;
     host.kill();
@@ -147,15 +145,15 @@ async fn a_host_killed_during_ingest_and_delivery_loses_nothing_it_acknowledged(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_one_of_two_hosts_is_killed_the_other_finishes_all_work() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let Scenario {
         receiver,
         database: _database,
         _plugins,
         config,
     } = Scenario::start("").await;
-    let survivor = HostProcess::start(&config, &[]).await;
-    let mut victim = HostProcess::start(&config, &[]).await;
+    let survivor = support::host_process::start(&config, &[]).await;
+    let mut victim = support::host_process::start(&config, &[]).await;
     let load = Load::start(
         vec![
             target(&survivor, "load", "survivor"),
@@ -180,14 +178,14 @@ async fn when_one_of_two_hosts_is_killed_the_other_finishes_all_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_request_in_flight_and_loses_nothing() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let Scenario {
         receiver,
         database: _database,
         _plugins,
         config,
     } = Scenario::start("").await;
-    let mut host = HostProcess::start(&config, &[]).await;
+    let mut host = support::host_process::start(&config, &[]).await;
     let load = Load::start(vec![target(&host, "load", "term")], 8, 3000, Duration::ZERO);
     load.wait_for_answers(600).await;
     let status = host.terminate().await;
@@ -215,7 +213,7 @@ async fn sigterm_under_load_answers_every_request_in_flight_and_loses_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgresql_stopped_ingest_answers_503_and_recovers_without_a_restart() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     // A cluster of its own, since this test stops it.
     let cluster_directory = tempfile::tempdir().unwrap();
@@ -240,7 +238,7 @@ async fn with_postgresql_stopped_ingest_answers_503_and_recovers_without_a_resta
         plugins.path(),
         &sources_and_destination(&receiver.url("/hook"), ""),
     );
-    let host = HostProcess::start(&config, &[]).await;
+    let host = support::host_process::start(&config, &[]).await;
     let load = Load::start(
         vec![target(&host, "load", "outage")],
         4,
@@ -303,9 +301,9 @@ async fn with_postgresql_stopped_ingest_answers_503_and_recovers_without_a_resta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_then_slow_then_up_gets_everything_by_the_schedule() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     // Nothing listens on the destination's port at first: connections are refused.
-    let receiver_address = format!("127.0.0.1:{}", support::host_process::free_port());
+    let receiver_address = format!("127.0.0.1:{}", wasmhook_testkit::process::free_port());
     let database = TestDatabase::create().await;
     let plugins = plugins_dir();
     let config = full_config(
@@ -313,7 +311,7 @@ async fn a_receiver_down_then_slow_then_up_gets_everything_by_the_schedule() {
         plugins.path(),
         &sources_and_destination(&format!("http://{receiver_address}/hook"), ""),
     );
-    let host = HostProcess::start(&config, &[]).await;
+    let host = support::host_process::start(&config, &[]).await;
     let load = Load::start(
         vec![target(&host, "load", "receiver")],
         2,
@@ -392,7 +390,7 @@ async fn a_receiver_down_then_slow_then_up_gets_everything_by_the_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_plugin_under_load_is_quarantined_and_leaves_other_sources_fast() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let hostile_sources = r#"
 [[sources]]
 name = "hostile-loop"
@@ -410,7 +408,7 @@ config = "memory-grab"
         _plugins,
         config,
     } = Scenario::start(hostile_sources).await;
-    let host = HostProcess::start(&config, &[]).await;
+    let host = support::host_process::start(&config, &[]).await;
     let good = |prefix: &str| target(&host, "load", prefix);
     let requests = 1500;
 

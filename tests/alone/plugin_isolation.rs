@@ -1,7 +1,7 @@
-//! Hostile plugins against the real runtime, in a test binary of its own so that the other plugin
+//! Hostile plugins against the real runtime, alone (tests/alone) so that the other plugin
 //! tests do not compete with the bystander for the machine's two cores.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use support::{events, load_plugin, no_secrets, request, runtime, test_plugin_fil
 /// same runtime keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_plugins_fail_alone_while_others_keep_answering() {
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let runtime = runtime();
     // 4 MiB is plenty for the well-behaved paths and keeps the memory grab (which fills every
     // page it gets) quick even on a loaded machine; the oversized output is 1.5 MiB.

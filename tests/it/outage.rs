@@ -1,7 +1,7 @@
 //! A database outage as the admin API answers it: 503 with the usual `{"code", "detail"}` body
 //! and nothing of the cause, and 200 again once the database is back.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The plugin author's commands, run as a real `wasmhook` process.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output};
 

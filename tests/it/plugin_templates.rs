@@ -1,7 +1,7 @@
 //! The plugin templates never rot: each is copied out of the repository, built with its own
 //! documented commands, and run against its fixtures by `wasmhook plugin run --fixtures`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

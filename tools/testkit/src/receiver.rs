@@ -1,5 +1,7 @@
 //! A scripted HTTP receiver on 127.0.0.1: answers each request from a script (then a default),
-//! and records headers, bodies, arrival times and the most requests it ever had in flight.
+//! and records headers, bodies, arrival times and the most requests it ever had in flight; or,
+//! for the load generator, hands each body to an observer instead of keeping it, so that a long
+//! run neither copies nor holds every delivery.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -42,6 +44,9 @@ impl Recorded {
     }
 }
 
+/// Called with each request's body and arrival time, in place of recording the request.
+pub type Observer = Box<dyn Fn(&[u8], Instant) + Send + Sync>;
+
 #[derive(Default)]
 struct ReceiverState {
     script: VecDeque<Reply>,
@@ -49,6 +54,7 @@ struct ReceiverState {
     requests: Vec<Recorded>,
     in_flight: usize,
     max_in_flight: usize,
+    observer: Option<Observer>,
 }
 
 #[derive(Clone)]
@@ -65,11 +71,33 @@ impl Receiver {
 
     /// Like `start`, on a given address (a port a destination already points at).
     pub async fn start_at(address: &str, script: Vec<Reply>, default_reply: Reply) -> Receiver {
-        let state = Arc::new(Mutex::new(ReceiverState {
-            script: script.into(),
-            default_reply: Some(default_reply),
-            ..ReceiverState::default()
-        }));
+        Self::listen(
+            address,
+            ReceiverState {
+                script: script.into(),
+                default_reply: Some(default_reply),
+                ..ReceiverState::default()
+            },
+        )
+        .await
+    }
+
+    /// A receiver that answers `reply` to everything and passes each body to `observer` instead
+    /// of recording it ([`Receiver::requests`] stays empty).
+    pub async fn start_observed(reply: Reply, observer: Observer) -> Receiver {
+        Self::listen(
+            "127.0.0.1:0",
+            ReceiverState {
+                default_reply: Some(reply),
+                observer: Some(observer),
+                ..ReceiverState::default()
+            },
+        )
+        .await
+    }
+
+    async fn listen(address: &str, state: ReceiverState) -> Receiver {
+        let state = Arc::new(Mutex::new(state));
         let router = axum::Router::new()
             .fallback(receive)
             .with_state(state.clone());
@@ -121,20 +149,24 @@ async fn receive(
 ) -> Response {
     let reply = {
         let mut state = state.lock().unwrap();
-        state.requests.push(Recorded {
-            path: uri.path().to_owned(),
-            headers: headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        value.to_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect(),
-            body: body.to_vec(),
-            arrived_at: Instant::now(),
-        });
+        if let Some(observer) = &state.observer {
+            observer(&body, Instant::now());
+        } else {
+            state.requests.push(Recorded {
+                path: uri.path().to_owned(),
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_owned(),
+                            value.to_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+                body: body.to_vec(),
+                arrived_at: Instant::now(),
+            });
+        }
         state.in_flight += 1;
         state.max_in_flight = state.max_in_flight.max(state.in_flight);
         let default_reply = state.default_reply.clone().unwrap();

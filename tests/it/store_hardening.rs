@@ -3,9 +3,9 @@
 //! receiver's binary answer is recorded once, a finish batch with one bad row still finishes
 //! the others, and a body-only signature cannot be replayed under a new delivery id.
 
-mod support;
+use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -18,7 +18,7 @@ use wasmhook::store::jobs::FinishedAttempt;
 
 use support::app::TestApp;
 use support::database::TestDatabase;
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 const STRIPE_SECRET: &str = "whsec_stripe_test_secret";
 const GITHUB_SECRET: &str = "It's a Secret to Everybody";
@@ -327,15 +327,13 @@ retry_schedule_seconds = [0, 0.05, 0.05, 0.05]
 }
 
 async fn post_event(app: &TestApp, number: usize) -> Uuid {
-    let (status, answer) = json(
-        app.post(
+    let (status, answer) = app
+        .post_webhook(
             "acme",
             &[],
             format!(r#"{{"type":"order.paid","number":{number}}}"#),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     answer["event_id"].as_str().unwrap().parse().unwrap()
 }
@@ -350,19 +348,12 @@ async fn a_binary_answer_is_recorded_once_and_the_job_is_delivered() {
     let app = TestApp::spawn(&delivering_sources(&receiver)).await;
     let event_id = post_event(&app, 1).await;
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let state = loop {
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM delivery_jobs WHERE event_row_id = $1")
-                .bind(event_id)
-                .fetch_optional(&app.pool)
-                .await
-                .unwrap();
-        if state.as_deref() == Some("delivered") || Instant::now() >= deadline {
-            break state;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let jobs = app
+        .wait_for_jobs(event_id, Duration::from_secs(20), |jobs| {
+            jobs.first().is_some_and(|job| job.state == "delivered")
+        })
+        .await;
+    let state = jobs.into_iter().next().map(|job| job.state);
     assert_eq!(
         (state.as_deref(), receiver.requests().len()),
         (Some("delivered"), 1),
@@ -519,16 +510,7 @@ async fn a_retried_finish_after_a_partial_success_records_each_attempt_once() {
 }
 
 fn github_headers(body: &[u8], delivery: &str) -> Vec<(String, String)> {
-    let scheme = SignatureScheme::BodyHmac {
-        header: "x-hub-signature-256".into(),
-        prefix: "sha256=".into(),
-        encoding: MacEncoding::Hex,
-    };
-    let mut headers = signature::sign(&scheme, &Secret::new(GITHUB_SECRET), body, "", 0).unwrap();
-    headers.push(("x-github-event".into(), "push".into()));
-    headers.push(("x-github-delivery".into(), delivery.into()));
-    headers.push(("content-type".into(), "application/json".into()));
-    headers
+    wasmhook_testkit::signed::github_push_headers(body, delivery, GITHUB_SECRET)
 }
 
 /// Item 10: a GitHub signature covers only the body, so whoever saw one delivery can send it
@@ -538,17 +520,13 @@ async fn a_body_only_signature_resent_under_a_new_delivery_id_is_a_duplicate() {
     let app = TestApp::spawn(SOURCES).await;
     let body =
         std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap();
-    let (status, first) = json(
-        app.post("github", &github_headers(&body, "delivery-1"), body.clone())
-            .await,
-    )
-    .await;
+    let (status, first) = app
+        .post_webhook("github", &github_headers(&body, "delivery-1"), body.clone())
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
-    let (status, resent) = json(
-        app.post("github", &github_headers(&body, "delivery-2"), body.clone())
-            .await,
-    )
-    .await;
+    let (status, resent) = app
+        .post_webhook("github", &github_headers(&body, "delivery-2"), body.clone())
+        .await;
     assert_eq!(
         (status, resent["status"].as_str(), &resent["event_id"]),
         (StatusCode::OK, Some("duplicate"), &first["event_id"]),
@@ -573,7 +551,7 @@ async fn the_same_body_under_a_new_standard_webhooks_id_is_a_new_event() {
             chrono::Utc::now().timestamp(),
         )
         .unwrap();
-        let (status, answer) = json(app.post("standard", &headers, body.to_vec()).await).await;
+        let (status, answer) = app.post_webhook("standard", &headers, body.to_vec()).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
         event_ids.push(answer["event_id"].clone());
     }
@@ -611,15 +589,13 @@ async fn body_keys_name_the_first_event_and_expire_with_the_window() {
     let first = event_ids.pop_first().unwrap();
 
     let other_body = [body.clone(), b"\n".to_vec()].concat();
-    let (status, answer) = json(
-        app.post(
+    let (status, answer) = app
+        .post_webhook(
             "github",
             &github_headers(&other_body, "concurrent-3"),
             other_body.clone(),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(
         (status, answer["event_id"].as_str()),
         (StatusCode::OK, Some(first.as_str())),
@@ -648,15 +624,13 @@ async fn body_keys_name_the_first_event_and_expire_with_the_window() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let (status, answer) = json(
-        app.post(
+    let (status, answer) = app
+        .post_webhook(
             "github",
             &github_headers(&body, "after-the-window"),
             body.clone(),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_ne!(answer["event_id"].as_str(), Some(first.as_str()));
     assert_eq!(app.counts().await.events, 2);
@@ -734,7 +708,7 @@ async fn one_body_under_two_shopify_topics_is_two_events() {
     let app_ref = &app;
     let post = |source: &'static str, topic: &'static str, webhook_id: &'static str| {
         let headers = shopify_headers(body, topic, webhook_id);
-        async move { json(app_ref.post(source, &headers, body.to_vec()).await).await }
+        async move { app_ref.post_webhook(source, &headers, body.to_vec()).await }
     };
     let (status, created) = post("shopify", "orders/create", "webhook-1").await;
     assert_eq!(status, StatusCode::ACCEPTED, "orders/create: {created}");
@@ -782,11 +756,9 @@ async fn resends_quarantined_while_the_plugin_failed_replay_as_one_event() {
     let body =
         std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap();
     for delivery in ["delivery-1", "delivery-2"] {
-        let (status, answer) = json(
-            app.post("github", &github_headers(&body, delivery), body.clone())
-                .await,
-        )
-        .await;
+        let (status, answer) = app
+            .post_webhook("github", &github_headers(&body, delivery), body.clone())
+            .await;
         assert_eq!(
             (status, answer["status"].as_str()),
             (StatusCode::ACCEPTED, Some("quarantined")),
@@ -834,7 +806,7 @@ async fn over_long_event_ids_do_not_open_the_plugin_breaker() {
     let app = TestApp::spawn(SOURCES).await;
     for attempt in 0..6 {
         let (headers, body) = stripe_request(&"e".repeat(300));
-        let (status, answer) = json(app.post("stripe", &headers, body).await).await;
+        let (status, answer) = app.post_webhook("stripe", &headers, body).await;
         assert_eq!(
             (status, answer["status"].as_str()),
             (StatusCode::ACCEPTED, Some("quarantined")),
@@ -842,7 +814,7 @@ async fn over_long_event_ids_do_not_open_the_plugin_breaker() {
         );
     }
     let (headers, body) = stripe_request("evt_good");
-    let (status, answer) = json(app.post("stripe", &headers, body).await).await;
+    let (status, answer) = app.post_webhook("stripe", &headers, body).await;
     assert_eq!(
         (status, answer["status"].as_str()),
         (StatusCode::ACCEPTED, Some("accepted")),

@@ -1,7 +1,7 @@
 //! The admin API over HTTP: authentication, destinations, events, replay, and the OpenAPI
 //! document checked against the routes that exist.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 use support::app::TestApp;
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 const TOKEN: &str = "test-admin-token-of-32-characters-at-least";
 
@@ -34,25 +34,6 @@ allow_private_networks = true
         receiver.url("/configured")
     ))
     .await
-}
-
-async fn admin(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.admin_url))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// A concrete path for a route: `{name}`, `{id}` and `{secret_id}` filled in.
@@ -103,7 +84,7 @@ async fn every_admin_request_needs_the_token() {
             "{method} {route} with the token"
         );
     }
-    let (status, _) = admin(&app, Method::GET, "/admin/v1/destinations", None).await;
+    let (status, _) = app.admin_get("/admin/v1/destinations").await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -112,7 +93,7 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
 
-    let (status, listed) = admin(&app, Method::GET, "/admin/v1/destinations", None).await;
+    let (status, listed) = app.admin_get("/admin/v1/destinations").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         listed[0]["name"], "configured",
@@ -130,32 +111,24 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
         "allow_private_networks": true,
         "retry_schedule_seconds": [0, 0.05]
     });
-    let (status, created) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(new_destination.clone()),
-    )
-    .await;
+    let (status, created) = app
+        .admin_post("/admin/v1/destinations", &new_destination.clone())
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let generated = created["generated_signing_secret"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(generated.starts_with("whsec_"));
-    let (status, conflict) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(new_destination),
-    )
-    .await;
+    let (status, conflict) = app
+        .admin_post("/admin/v1/destinations", &new_destination)
+        .await;
     assert_eq!(
         (status, conflict["code"].as_str()),
         (StatusCode::CONFLICT, Some("conflict"))
     );
 
-    let (status, fetched) = admin(&app, Method::GET, "/admin/v1/destinations/api-made", None).await;
+    let (status, fetched) = app.admin_get("/admin/v1/destinations/api-made").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched["secrets"].as_array().unwrap().len(), 1);
     assert!(
@@ -185,13 +158,9 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
         (json!({"url": "http://127.0.0.1/"}), "body"),
     ];
     for (body, field) in invalid {
-        let (status, error) = admin(
-            &app,
-            Method::POST,
-            "/admin/v1/destinations",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, error) = app
+            .admin_post("/admin/v1/destinations", &body.clone())
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(error["code"], "invalid_input");
         assert!(
@@ -200,12 +169,7 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
         );
     }
 
-    let (status, updated) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/destinations/api-made",
-        Some(json!({"name": "api-made", "url": receiver.url("/moved"), "routes": ["order.*"], "allow_private_networks": true})),
-    )
+    let (status, updated) = app.admin_put("/admin/v1/destinations/api-made", &json!({"name": "api-made", "url": receiver.url("/moved"), "routes": ["order.*"], "allow_private_networks": true}))
     .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["routes"], json!(["order.*"]));
@@ -214,33 +178,24 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
         1,
         "an update without a secret keeps it"
     );
-    let (status, _) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/destinations/api-made",
-        Some(json!({"name": "renamed", "url": receiver.url("/x")})),
-    )
-    .await;
+    let (status, _) = app
+        .admin_put(
+            "/admin/v1/destinations/api-made",
+            &json!({"name": "renamed", "url": receiver.url("/x")}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let (status, paused) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations/api-made/pause",
-        None,
-    )
-    .await;
+    let (status, paused) = app
+        .admin_request(Method::POST, "/admin/v1/destinations/api-made/pause", None)
+        .await;
     assert_eq!(
         (status, paused["paused"].as_bool()),
         (StatusCode::OK, Some(true))
     );
-    let (status, resumed) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations/api-made/resume",
-        None,
-    )
-    .await;
+    let (status, resumed) = app
+        .admin_request(Method::POST, "/admin/v1/destinations/api-made/resume", None)
+        .await;
     assert_eq!(
         (status, resumed["paused"].as_bool()),
         (StatusCode::OK, Some(false))
@@ -256,7 +211,7 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
         ),
         (Method::GET, "/admin/v1/events/not-a-uuid"),
     ] {
-        let (status, error) = admin(&app, method.clone(), path, None).await;
+        let (status, error) = app.admin_request(method.clone(), path, None).await;
         assert_eq!(
             (status, error["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found")),
@@ -264,15 +219,9 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
         );
     }
 
-    let (status, _) = admin(
-        &app,
-        Method::DELETE,
-        "/admin/v1/destinations/api-made",
-        None,
-    )
-    .await;
+    let (status, _) = app.admin_delete("/admin/v1/destinations/api-made").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = admin(&app, Method::GET, "/admin/v1/destinations/api-made", None).await;
+    let (status, _) = app.admin_get("/admin/v1/destinations/api-made").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -280,12 +229,7 @@ async fn destinations_are_managed_with_write_only_secrets_and_clear_errors() {
 async fn a_destination_created_over_the_api_receives_events_at_once() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(json!({"name": "late", "url": receiver.url("/late"), "routes": ["signup.*"], "allow_private_networks": true})),
-    )
+    let (status, _) = app.admin_post("/admin/v1/destinations", &json!({"name": "late", "url": receiver.url("/late"), "routes": ["signup.*"], "allow_private_networks": true}))
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let response = app
@@ -320,7 +264,7 @@ async fn events_are_listed_with_filters_and_cursors_and_shown_whole() {
             Some(cursor) => format!("/admin/v1/events?limit=2&cursor={cursor}"),
             None => "/admin/v1/events?limit=2".to_owned(),
         };
-        let (status, page) = admin(&app, Method::GET, &path, None).await;
+        let (status, page) = app.admin_get(&path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
         for event in page["events"].as_array().unwrap() {
             seen.push(event["id"].as_str().unwrap().to_owned());
@@ -337,32 +281,20 @@ async fn events_are_listed_with_filters_and_cursors_and_shown_whole() {
         "every event once across pages: {seen:?}"
     );
 
-    let (_, refunds) = admin(
-        &app,
-        Method::GET,
-        "/admin/v1/events?type=order.refunded",
-        None,
-    )
-    .await;
+    let (_, refunds) = app.admin_get("/admin/v1/events?type=order.refunded").await;
     assert_eq!(refunds["events"].as_array().unwrap().len(), 2);
-    let (status, error) = admin(&app, Method::GET, "/admin/v1/events?limit=0", None).await;
+    let (status, error) = app.admin_get("/admin/v1/events?limit=0").await;
     assert_eq!(
         (status, error["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
     );
-    let (status, _) = admin(&app, Method::GET, "/admin/v1/events?status=lost", None).await;
+    let (status, _) = app.admin_get("/admin/v1/events?status=lost").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let first = &seen[seen.len() - 1];
     let deadline = Instant::now() + Duration::from_secs(10);
     let detail = loop {
-        let (status, detail) = admin(
-            &app,
-            Method::GET,
-            &format!("/admin/v1/events/{first}"),
-            None,
-        )
-        .await;
+        let (status, detail) = app.admin_get(&format!("/admin/v1/events/{first}")).await;
         assert_eq!(status, StatusCode::OK);
         if detail["deliveries"][0]["state"] == "delivered" || Instant::now() > deadline {
             break detail;
@@ -380,33 +312,24 @@ async fn events_are_listed_with_filters_and_cursors_and_shown_whole() {
     assert_eq!(attempts.len(), 2, "the 500 and the 200: {detail}");
     assert_eq!(attempts[0]["status_code"], 500);
 
-    let (status, dry) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/replay",
-        Some(json!({"destination": "configured", "states": ["delivered"], "dry_run": true})),
-    )
-    .await;
+    let (status, dry) = app
+        .admin_post(
+            "/admin/v1/replay",
+            &json!({"destination": "configured", "states": ["delivered"], "dry_run": true}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(dry["count"], 5);
-    let (status, error) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/replay",
-        Some(json!({"states": ["lost"]})),
-    )
-    .await;
+    let (status, error) = app
+        .admin_post("/admin/v1/replay", &json!({"states": ["lost"]}))
+        .await;
     assert_eq!(
         (status, error["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
     );
-    let (status, replayed) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/replay",
-        Some(json!({"event_id": first})),
-    )
-    .await;
+    let (status, replayed) = app
+        .admin_post("/admin/v1/replay", &json!({"event_id": first}))
+        .await;
     assert_eq!(
         (status, replayed["count"].as_i64()),
         (StatusCode::OK, Some(1))
@@ -456,7 +379,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
         "/admin/v1/sources/nobody/secrets/not-a-uuid",
         "/admin/v1/destinations/nobody/secrets/not-a-uuid",
     ] {
-        let (status, body) = admin(&app, Method::DELETE, path, None).await;
+        let (status, body) = app.admin_delete(path).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (StatusCode::NOT_FOUND, Some("not_found")),
@@ -559,14 +482,13 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
     let app = spawn(&receiver).await;
 
     // The config's source is in the database, like the ones the API makes.
-    let (status, listed) = admin(&app, Method::GET, "/admin/v1/sources", None).await;
+    let (status, listed) = app.admin_get("/admin/v1/sources").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed[0]["name"], "acme");
     assert_eq!(listed[0]["webhook_path"], "/webhooks/acme");
 
     let shop = json!({"name": "shop", "plugin": "generic", "config": SHOP_CONFIG, "secrets": ["old-secret"]});
-    let (status, created) =
-        admin(&app, Method::POST, "/admin/v1/sources", Some(shop.clone())).await;
+    let (status, created) = app.admin_post("/admin/v1/sources", &shop.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["secrets"].as_array().unwrap().len(), 1);
     assert_eq!(created["secrets"][0]["origin"], "api");
@@ -613,67 +535,52 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
         (shop.clone(), StatusCode::CONFLICT, "exists"),
     ];
     for (body, expected_status, mentioned) in refused {
-        let (status, error) =
-            admin(&app, Method::POST, "/admin/v1/sources", Some(body.clone())).await;
+        let (status, error) = app.admin_post("/admin/v1/sources", &body.clone()).await;
         assert_eq!(status, expected_status, "{body}: {error}");
         assert!(
             error["detail"].as_str().unwrap().contains(mentioned),
             "{body}: {error}"
         );
     }
-    let (_, listed) = admin(&app, Method::GET, "/admin/v1/sources", None).await;
+    let (_, listed) = app.admin_get("/admin/v1/sources").await;
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 
     // Rotation: add the new secret, both match; retire the old one, only the new matches.
-    let (status, added) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources/shop/secrets",
-        Some(json!({"secret": "new-secret"})),
-    )
-    .await;
+    let (status, added) = app
+        .admin_post(
+            "/admin/v1/sources/shop/secrets",
+            &json!({"secret": "new-secret"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{added}");
     assert!(added.get("generated_secret").is_none());
     let new_secret_id = added["id"].as_str().unwrap().to_owned();
     assert_eq!(post_signed(&app, "old-secret").await, StatusCode::ACCEPTED);
     assert_eq!(post_signed(&app, "new-secret").await, StatusCode::ACCEPTED);
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources/shop/secrets",
-        Some(json!({"secret": "new-secret"})),
-    )
-    .await;
+    let (status, _) = app
+        .admin_post(
+            "/admin/v1/sources/shop/secrets",
+            &json!({"secret": "new-secret"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "the same secret twice");
-    let (status, _) = admin(
-        &app,
-        Method::DELETE,
-        &format!("/admin/v1/sources/shop/secrets/{old_secret_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .admin_delete(&format!("/admin/v1/sources/shop/secrets/{old_secret_id}"))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         post_signed(&app, "old-secret").await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(post_signed(&app, "new-secret").await, StatusCode::ACCEPTED);
-    let (status, error) = admin(
-        &app,
-        Method::DELETE,
-        &format!("/admin/v1/sources/shop/secrets/{new_secret_id}"),
-        None,
-    )
-    .await;
+    let (status, error) = app
+        .admin_delete(&format!("/admin/v1/sources/shop/secrets/{new_secret_id}"))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert!(error["detail"].as_str().unwrap().contains("last secret"));
-    let (status, _) = admin(
-        &app,
-        Method::DELETE,
-        &format!("/admin/v1/sources/shop/secrets/{old_secret_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .admin_delete(&format!("/admin/v1/sources/shop/secrets/{old_secret_id}"))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a retired secret is gone");
 
     // Secrets are write-only: no answer carries one.
@@ -696,13 +603,9 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
 
     // An update changes how requests are checked; its name must match the path.
     let unsigned = json!({"name": "shop", "plugin": "generic", "config": r#"{"signature":{"scheme":"none"},"type_pointer":"/type"}"#});
-    let (status, updated) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/sources/shop",
-        Some(unsigned.clone()),
-    )
-    .await;
+    let (status, updated) = app
+        .admin_put("/admin/v1/sources/shop", &unsigned.clone())
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(
         updated["secrets"].as_array().unwrap().len(),
@@ -712,13 +615,9 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
     let (_, body) = signed_order("none needed");
     let response = app.post("shop", &[], body).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let (status, _) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/sources/acme",
-        Some(unsigned.clone()),
-    )
-    .await;
+    let (status, _) = app
+        .admin_put("/admin/v1/sources/acme", &unsigned.clone())
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // 404s for what does not exist.
@@ -741,12 +640,12 @@ async fn sources_are_managed_over_the_api_and_secrets_rotate_without_downtime() 
             None,
         ),
     ] {
-        let (status, error) = admin(&app, method.clone(), path, body).await;
+        let (status, error) = app.admin_request(method.clone(), path, body.as_ref()).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
         assert_eq!(error["code"], "not_found");
     }
 
-    let (status, _) = admin(&app, Method::DELETE, "/admin/v1/sources/shop", None).await;
+    let (status, _) = app.admin_delete("/admin/v1/sources/shop").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let response = app.post("shop", &[], r#"{"type":"order.created"}"#).await;
     assert_eq!(
@@ -764,12 +663,7 @@ async fn a_source_created_on_one_host_process_serves_on_the_others() {
         .start_another(wasmhook::app::serve::Roles::default())
         .await;
     let other_url = format!("http://{}/webhooks/shop", other.address);
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources",
-        Some(json!({"name": "shop", "plugin": "generic", "config": SHOP_CONFIG, "secrets": ["first"]})),
-    )
+    let (status, _) = app.admin_post("/admin/v1/sources", &json!({"name": "shop", "plugin": "generic", "config": SHOP_CONFIG, "secrets": ["first"]}))
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let (headers, body) = signed_order("first");
@@ -800,47 +694,39 @@ async fn destination_secrets_rotate_and_deliveries_carry_a_signature_per_secret(
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
     let first = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let (status, created) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(
-            json!({"name": "rotating", "url": receiver.url("/rotating"), "routes": ["order.*"],
+    let (status, created) = app
+        .admin_post(
+            "/admin/v1/destinations",
+            &json!({"name": "rotating", "url": receiver.url("/rotating"), "routes": ["order.*"],
                     "allow_private_networks": true, "secret": first}),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let (status, error) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations/rotating/secrets",
-        Some(json!({"secret": "not base64 !"})),
-    )
-    .await;
+    let (status, error) = app
+        .admin_post(
+            "/admin/v1/destinations/rotating/secrets",
+            &json!({"secret": "not base64 !"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert!(
         error["detail"].as_str().unwrap().starts_with("secret"),
         "{error}"
     );
-    let (_, unchanged) = admin(&app, Method::GET, "/admin/v1/destinations/rotating", None).await;
+    let (_, unchanged) = app.admin_get("/admin/v1/destinations/rotating").await;
     assert_eq!(
         unchanged["secrets"].as_array().unwrap().len(),
         1,
         "a refused secret is not stored"
     );
-    let (status, added) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations/rotating/secrets",
-        Some(json!({})),
-    )
-    .await;
+    let (status, added) = app
+        .admin_post("/admin/v1/destinations/rotating/secrets", &json!({}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{added}");
     let second = added["generated_secret"].as_str().unwrap().to_owned();
     assert!(second.starts_with("whsec_"));
 
-    let verifies = |recorded: &support::receiver::Recorded, secret: &str| {
+    let verifies = |recorded: &wasmhook_testkit::receiver::Recorded, secret: &str| {
         signature::verify(
             &SignatureScheme::StandardWebhooks,
             signature::SignedRequest {
@@ -858,16 +744,14 @@ async fn destination_secrets_rotate_and_deliveries_carry_a_signature_per_secret(
     assert!(verifies(&both, first) && verifies(&both, &second));
 
     // Retiring the first leaves one signature, by the second.
-    let (_, view) = admin(&app, Method::GET, "/admin/v1/destinations/rotating", None).await;
+    let (_, view) = app.admin_get("/admin/v1/destinations/rotating").await;
     assert!(!view.to_string().contains(first) && !view.to_string().contains(&second));
     let first_id = view["secrets"][0]["id"].as_str().unwrap().to_owned();
-    let (status, _) = admin(
-        &app,
-        Method::DELETE,
-        &format!("/admin/v1/destinations/rotating/secrets/{first_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .admin_delete(&format!(
+            "/admin/v1/destinations/rotating/secrets/{first_id}"
+        ))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let one = deliver_until_signatures(&app, &receiver, 1).await;
     assert!(verifies(&one, &second) && !verifies(&one, first));
@@ -879,7 +763,7 @@ async fn deliver_until_signatures(
     app: &TestApp,
     receiver: &Receiver,
     signatures: usize,
-) -> support::receiver::Recorded {
+) -> wasmhook_testkit::receiver::Recorded {
     for attempt in 0..40 {
         let already = wait_for_path(receiver, "/rotating", 0).await.len();
         let body = format!(
@@ -911,7 +795,7 @@ async fn wait_for_path(
     receiver: &Receiver,
     path: &str,
     count: usize,
-) -> Vec<support::receiver::Recorded> {
+) -> Vec<wasmhook_testkit::receiver::Recorded> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let matching: Vec<_> = receiver
@@ -953,19 +837,15 @@ async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_a
         secrets.sort();
         secrets
     };
-    wasmhook::store::sources::apply_config_sources(
-        &app.pool,
-        &[source(vec!["from-file-1".into()])],
-    )
-    .await
-    .unwrap();
-    let (status, _) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources/shop/secrets",
-        Some(json!({"secret": "from-api"})),
-    )
-    .await;
+    wasmhook::store::sources::apply_config_sources(&app.pool, &[source(vec!["from-file-1".into()])])
+        .await
+        .unwrap();
+    let (status, _) = app
+        .admin_post(
+            "/admin/v1/sources/shop/secrets",
+            &json!({"secret": "from-api"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     // The file now names another secret, as after an operator edited it and restarted.
     wasmhook::store::sources::apply_config_sources(
@@ -1110,13 +990,7 @@ async fn credentials_in_request_headers_are_redacted_before_storage_and_a_replay
     let event_id = replay_with_the_cap_lifted(&app, GITLAB_TOKEN, request_id).await;
     receiver.wait_for(1, Duration::from_secs(10)).await;
 
-    let (status, detail) = admin(
-        &app,
-        Method::GET,
-        &format!("/admin/v1/events/{event_id}"),
-        None,
-    )
-    .await;
+    let (status, detail) = app.admin_get(&format!("/admin/v1/events/{event_id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(detail["event_type"], "gitlab.push");
     let shown = detail.to_string();
@@ -1148,22 +1022,10 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
             "Content-Type": "application/json"
         }
     });
-    let (status, created) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(destination),
-    )
-    .await;
+    let (status, created) = app.admin_post("/admin/v1/destinations", &destination).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let (_, shown) = admin(
-        &app,
-        Method::GET,
-        "/admin/v1/destinations/credentialed",
-        None,
-    )
-    .await;
-    let (_, listed) = admin(&app, Method::GET, "/admin/v1/destinations", None).await;
+    let (_, shown) = app.admin_get("/admin/v1/destinations/credentialed").await;
+    let (_, listed) = app.admin_get("/admin/v1/destinations").await;
     for answer in [&created, &shown, &listed] {
         assert!(
             !answer.to_string().contains("password"),
@@ -1190,13 +1052,9 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
         "allow_private_networks": true,
         "headers": shown["headers"],
     });
-    let (status, updated) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/destinations/credentialed",
-        Some(update.clone()),
-    )
-    .await;
+    let (status, updated) = app
+        .admin_put("/admin/v1/destinations/credentialed", &update.clone())
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["routes"], json!(["order.*"]));
     let stored = wasmhook::store::destinations::load_destinations(&app.pool, false)
@@ -1231,13 +1089,9 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
         let mut moved = update.clone();
         moved["url"] = json!(url);
         moved["headers"] = headers;
-        let (status, refused) = admin(
-            &app,
-            Method::PUT,
-            "/admin/v1/destinations/credentialed",
-            Some(moved),
-        )
-        .await;
+        let (status, refused) = app
+            .admin_put("/admin/v1/destinations/credentialed", &moved)
+            .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {refused}");
         assert_eq!(refused["code"], "stored_credential_not_moved", "{refused}");
         assert!(
@@ -1260,13 +1114,9 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     // The same origin with a new path keeps the stored userinfo.
     let mut new_path = update.clone();
     new_path["url"] = json!("http://[redacted]@127.0.0.1:9/other");
-    let (status, answer) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/destinations/credentialed",
-        Some(new_path),
-    )
-    .await;
+    let (status, answer) = app
+        .admin_put("/admin/v1/destinations/credentialed", &new_path)
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["url"], "http://[redacted]@127.0.0.1:9/other");
     let moved_path = wasmhook::store::destinations::load_destinations(&app.pool, false)
@@ -1283,13 +1133,9 @@ async fn destination_credentials_are_write_only_in_the_admin_api() {
     // `[redacted]` stands for a stored value, so it cannot name a header that has none.
     update["url"] = json!("http://[redacted]@127.0.0.1:9/other");
     update["headers"] = json!({"X-New-Key": "[redacted]"});
-    let (status, refused) = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/destinations/credentialed",
-        Some(update),
-    )
-    .await;
+    let (status, refused) = app
+        .admin_put("/admin/v1/destinations/credentialed", &update)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert!(
         refused["detail"].as_str().unwrap().contains("X-New-Key"),
@@ -1304,13 +1150,12 @@ async fn a_secret_the_source_scheme_cannot_use_is_refused() {
     let receiver = Receiver::start(vec![], Reply::Status(200)).await;
     let app = spawn(&receiver).await;
     let unusable = "whsec_not base64 at all!";
-    let (status, body) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources",
-        Some(json!({"name": "svix", "plugin": "generic", "secrets": [unusable]})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_post(
+            "/admin/v1/sources",
+            &json!({"name": "svix", "plugin": "generic", "secrets": [unusable]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let detail = body["detail"].as_str().unwrap();
     assert!(
@@ -1320,27 +1165,25 @@ async fn a_secret_the_source_scheme_cannot_use_is_refused() {
     assert!(!detail.contains(unusable), "{detail}");
 
     let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let (status, body) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources",
-        Some(json!({"name": "svix", "plugin": "generic", "secrets": [good]})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_post(
+            "/admin/v1/sources",
+            &json!({"name": "svix", "plugin": "generic", "secrets": [good]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/sources/svix/secrets",
-        Some(json!({"secret": unusable})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_post(
+            "/admin/v1/sources/svix/secrets",
+            &json!({"secret": unusable}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["detail"].as_str().unwrap().starts_with("secret:"),
         "{body}"
     );
-    let (_, source) = admin(&app, Method::GET, "/admin/v1/sources/svix", None).await;
+    let (_, source) = app.admin_get("/admin/v1/sources/svix").await;
     assert_eq!(
         source["secrets"].as_array().unwrap().len(),
         1,
@@ -1359,15 +1202,9 @@ async fn a_token_sent_as_the_url_username_is_never_shown() {
         "routes": ["*"],
         "allow_private_networks": true,
     });
-    let (status, created) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(destination),
-    )
-    .await;
+    let (status, created) = app.admin_post("/admin/v1/destinations", &destination).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let (_, shown) = admin(&app, Method::GET, "/admin/v1/destinations/token-user", None).await;
+    let (_, shown) = app.admin_get("/admin/v1/destinations/token-user").await;
     for answer in [&created, &shown] {
         assert!(
             !answer.to_string().contains("sk_live"),
@@ -1377,18 +1214,17 @@ async fn a_token_sent_as_the_url_username_is_never_shown() {
     assert_eq!(shown["url"], "http://[redacted]@127.0.0.1:9/hook");
 
     // Sent back as a new destination, the placeholder stands for nothing.
-    let (status, refused) = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/destinations",
-        Some(json!({
-            "name": "copied",
-            "url": shown["url"],
-            "routes": ["*"],
-            "allow_private_networks": true,
-        })),
-    )
-    .await;
+    let (status, refused) = app
+        .admin_post(
+            "/admin/v1/destinations",
+            &json!({
+                "name": "copied",
+                "url": shown["url"],
+                "routes": ["*"],
+                "allow_private_networks": true,
+            }),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert!(
         refused["detail"].as_str().unwrap().starts_with("url:"),
@@ -1432,13 +1268,9 @@ async fn a_token_stored_before_redaction_is_neither_shown_nor_replayed_to_the_pl
         .unwrap();
 
     let event_row_id = replay_with_the_cap_lifted(&app, OLD_ROW_TOKEN, request_id).await;
-    let (status, detail) = admin(
-        &app,
-        Method::GET,
-        &format!("/admin/v1/events/{event_row_id}"),
-        None,
-    )
-    .await;
+    let (status, detail) = app
+        .admin_get(&format!("/admin/v1/events/{event_row_id}"))
+        .await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert_eq!(
         detail["event_id"], "[redacted]",
@@ -1489,7 +1321,7 @@ async fn a_secret_longer_than_a_kibibyte_is_refused_naming_the_field() {
         ),
     ];
     for (path, body, field) in requests {
-        let (status, error) = admin(&app, Method::POST, path, Some(body)).await;
+        let (status, error) = app.admin_post(path, &body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {error}");
         let detail = error["detail"].as_str().unwrap();
         assert!(
@@ -1501,6 +1333,6 @@ async fn a_secret_longer_than_a_kibibyte_is_refused_naming_the_field() {
             "{path}: the secret is not echoed"
         );
     }
-    let (_, listed) = admin(&app, Method::GET, "/admin/v1/sources", None).await;
+    let (_, listed) = app.admin_get("/admin/v1/sources").await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }

@@ -1,7 +1,8 @@
-//! Metrics, health and readiness. One test per process: the metrics recorder is process-wide,
-//! so the counters this test reads are exactly what its scripted run did.
+//! Metrics, health and readiness. The metrics recorder is process-wide, so this test runs alone
+//! (tests/alone), where the other tests start their hosts as child processes: the counters it
+//! reads are exactly what its scripted run did.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use reqwest::StatusCode;
 use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 use support::app::TestApp;
-use support::receiver::{Receiver, Reply};
+use wasmhook_testkit::receiver::{Receiver, Reply};
 
 /// The value of the sample of `name` whose labels include every pair in `labels`.
 fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -29,6 +30,7 @@ fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_scripted_run_the_counters_equal_what_happened() {
+    let _one_at_a_time = crate::ONE_AT_A_TIME.lock().await;
     let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(204)).await;
     let app = TestApp::spawn(&format!(
         r#"

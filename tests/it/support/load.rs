@@ -203,7 +203,7 @@ impl Load {
 }
 
 /// How many times each CloudEvent id reached the receiver.
-pub fn delivered_ids(receiver: &super::receiver::Receiver) -> HashMap<String, usize> {
+pub fn delivered_ids(receiver: &wasmhook_testkit::receiver::Receiver) -> HashMap<String, usize> {
     let mut delivered = HashMap::new();
     for request in receiver.requests() {
         if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&request.body)
@@ -218,7 +218,7 @@ pub fn delivered_ids(receiver: &super::receiver::Receiver) -> HashMap<String, us
 /// Waits (at most `limit`) until every acknowledged id reached the receiver; returns the ids
 /// still missing and how many deliveries were duplicates.
 pub async fn wait_for_every_delivery(
-    receiver: &super::receiver::Receiver,
+    receiver: &wasmhook_testkit::receiver::Receiver,
     acknowledged: &BTreeSet<String>,
     limit: Duration,
 ) -> (Vec<String>, usize) {

@@ -1,6 +1,6 @@
 //! POST /webhooks/{source} against a real host, real PostgreSQL and real plugins.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -82,24 +82,12 @@ url = "http://127.0.0.1:9/all"
 routes = ["*"]
 "#;
 
-fn github_scheme() -> SignatureScheme {
-    SignatureScheme::BodyHmac {
-        header: "x-hub-signature-256".into(),
-        prefix: "sha256=".into(),
-        encoding: MacEncoding::Hex,
-    }
-}
-
 fn push_body() -> Vec<u8> {
     std::fs::read(support::repository_root().join("tests/fixtures/github/push.json")).unwrap()
 }
 
 fn github_headers(body: &[u8], delivery: &str, secret: &str) -> Vec<(String, String)> {
-    let mut headers = signature::sign(&github_scheme(), &Secret::new(secret), body, "", 0).unwrap();
-    headers.push(("x-github-event".into(), "push".into()));
-    headers.push(("x-github-delivery".into(), delivery.into()));
-    headers.push(("content-type".into(), "application/json".into()));
-    headers
+    wasmhook_testkit::signed::github_push_headers(body, delivery, secret)
 }
 
 async fn json(response: reqwest::Response) -> (StatusCode, Value) {
@@ -112,15 +100,13 @@ async fn json(response: reqwest::Response) -> (StatusCode, Value) {
 async fn a_signed_github_push_is_stored_with_one_job_per_matching_destination() {
     let app = TestApp::spawn(SOURCES).await;
     let body = push_body();
-    let (status, answer) = json(
-        app.post(
+    let (status, answer) = app
+        .post_webhook(
             "github",
             &github_headers(&body, "delivery-1", GITHUB_SECRET),
             body.clone(),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["status"], "accepted");
     let event_id: uuid::Uuid = answer["event_id"].as_str().unwrap().parse().unwrap();
@@ -166,7 +152,7 @@ async fn tampering_with_body_signature_or_secret_is_refused_and_stores_nothing()
         ),
     ];
     for (what, headers, body) in cases {
-        let (status, answer) = json(app.post("github", &headers, body).await).await;
+        let (status, answer) = app.post_webhook("github", &headers, body).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {answer}");
         assert_eq!(answer["code"], "invalid_signature", "{what}");
         assert!(answer["detail"].as_str().unwrap().len() > 5, "{what}");
@@ -234,12 +220,12 @@ async fn every_signature_scheme_accepts_its_signature_and_refuses_tampering() {
         let message_id = format!("msg_{index}");
         let headers =
             signature::sign(&scheme, &Secret::new(secret), &body, &message_id, now).unwrap();
-        let (status, answer) = json(app.post(source, &headers, body.clone()).await).await;
+        let (status, answer) = app.post_webhook(source, &headers, body.clone()).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{source}: {answer}");
         let mut tampered = body.clone();
         let last = tampered.len() - 2;
         tampered[last] ^= 1;
-        let (status, answer) = json(app.post(source, &headers, tampered).await).await;
+        let (status, answer) = app.post_webhook(source, &headers, tampered).await;
         if source == "gitlabish" {
             // A shared token signs nothing, so a changed body still passes.
             assert_eq!(status, StatusCode::ACCEPTED, "{source}: {answer}");
@@ -267,7 +253,7 @@ async fn stale_and_future_timestamps_are_refused() {
             timestamp,
         )
         .unwrap();
-        let (status, answer) = json(app.post("acme", &headers, body.clone()).await).await;
+        let (status, answer) = app.post_webhook("acme", &headers, body.clone()).await;
         assert_eq!(
             status,
             StatusCode::UNAUTHORIZED,
@@ -323,14 +309,14 @@ async fn fifty_concurrent_identical_requests_store_exactly_one_event() {
 async fn each_status_code_with_a_clear_error_body() {
     let app = TestApp::spawn(SOURCES).await;
 
-    let (status, answer) = json(app.post("nobody", &[], "{}").await).await;
+    let (status, answer) = app.post_webhook("nobody", &[], "{}").await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("unknown_source"))
     );
 
     let huge = vec![b'a'; 1_048_577];
-    let (status, answer) = json(app.post("acme", &[], huge.clone()).await).await;
+    let (status, answer) = app.post_webhook("acme", &[], huge.clone()).await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
@@ -338,7 +324,7 @@ async fn each_status_code_with_a_clear_error_body() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         huge.chunks(65536).map(|chunk| Ok(chunk.to_vec())).collect();
     let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let (status, _) = json(app.post("acme", &[], streamed).await).await;
+    let (status, _) = app.post_webhook("acme", &[], streamed).await;
     assert_eq!(
         status,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -359,7 +345,9 @@ async fn each_status_code_with_a_clear_error_body() {
         0,
     )
     .unwrap();
-    let (status, answer) = json(app.post("netflix", &headers, netflix_body.to_vec()).await).await;
+    let (status, answer) = app
+        .post_webhook("netflix", &headers, netflix_body.to_vec())
+        .await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid"))
@@ -371,7 +359,7 @@ async fn each_status_code_with_a_clear_error_body() {
 
     let not_json = b"this is not json".to_vec();
     let mut headers = github_headers(&not_json, "d-bad", GITHUB_SECRET);
-    let (status, answer) = json(app.post("github", &headers, not_json).await).await;
+    let (status, answer) = app.post_webhook("github", &headers, not_json).await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("malformed"))
@@ -412,7 +400,7 @@ async fn each_status_code_with_a_clear_error_body() {
 #[tokio::test]
 async fn a_failing_plugin_quarantines_the_webhook_instead_of_losing_it() {
     let app = TestApp::spawn(SOURCES).await;
-    let (status, answer) = json(app.post("hostile", &[], r#"{"keep":"me"}"#).await).await;
+    let (status, answer) = app.post_webhook("hostile", &[], r#"{"keep":"me"}"#).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["status"], "quarantined");
     let request_id: uuid::Uuid = answer["request_id"].as_str().unwrap().parse().unwrap();
@@ -435,11 +423,11 @@ async fn a_restarted_host_keeps_everything_it_stored() {
     let mut app = TestApp::spawn(SOURCES).await;
     let body = push_body();
     let headers = github_headers(&body, "before-restart", GITHUB_SECRET);
-    let (_, first) = json(app.post("github", &headers, body.clone()).await).await;
+    let (_, first) = app.post_webhook("github", &headers, body.clone()).await;
     let before = app.counts().await;
     app.restart().await;
     assert_eq!(app.counts().await, before);
-    let (status, again) = json(app.post("github", &headers, body).await).await;
+    let (status, again) = app.post_webhook("github", &headers, body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         again["event_id"], first["event_id"],
@@ -656,25 +644,21 @@ secrets = ["glpat-secret-token"]
             ),
         ]
     };
-    let (status, answer) = json(
-        app.post(
+    let (status, answer) = app
+        .post_webhook(
             "shop",
             &shopify_headers("yi2xVY9/ZkF2VJ6a0kqiyUGNRkBwBHgakWO+Gsh1My8="),
             order.clone(),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let (status, _) = json(
-        app.post(
+    let (status, _) = app
+        .post_webhook(
             "shop",
             &shopify_headers("zi2xVY9/ZkF2VJ6a0kqiyUGNRkBwBHgakWO+Gsh1My8="),
             order,
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let push = br#"{"object_kind":"push","project":{"path_with_namespace":"group/app"}}"#.to_vec();
@@ -688,21 +672,17 @@ secrets = ["glpat-secret-token"]
             ),
         ]
     };
-    let (status, _) = json(
-        app.post(
+    let (status, _) = app
+        .post_webhook(
             "gitlab",
             &gitlab_headers("glpat-secret-token"),
             push.clone(),
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, _) = json(
-        app.post("gitlab", &gitlab_headers("glpat-wrong"), push)
-            .await,
-    )
-    .await;
+    let (status, _) = app
+        .post_webhook("gitlab", &gitlab_headers("glpat-wrong"), push)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let types: Vec<(String, Option<String>)> =
@@ -750,9 +730,13 @@ secrets = ["slack-test-signing-secret"]
         now,
     )
     .unwrap();
-    let (status, answer) = json(app.post("stripe", &stripe_headers, stripe_body).await).await;
+    let (status, answer) = app
+        .post_webhook("stripe", &stripe_headers, stripe_body)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    let (status, answer) = json(app.post("stripe", &stripe_headers, stripe_body).await).await;
+    let (status, answer) = app
+        .post_webhook("stripe", &stripe_headers, stripe_body)
+        .await;
     assert_eq!(
         (status, answer["status"].as_str()),
         (StatusCode::OK, Some("duplicate")),
@@ -788,7 +772,7 @@ secrets = ["slack-test-signing-secret"]
         now,
     )
     .unwrap();
-    let (status, answer) = json(app.post("slack", &headers, event).await).await;
+    let (status, answer) = app.post_webhook("slack", &headers, event).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     // Slack retries with the same body, signed again a little later, and says so in a header:
     // the body's event_id makes it a duplicate.
@@ -802,7 +786,7 @@ secrets = ["slack-test-signing-secret"]
     .unwrap();
     retry.push(("x-slack-retry-num".to_owned(), "1".to_owned()));
     retry.push(("x-slack-retry-reason".to_owned(), "http_timeout".to_owned()));
-    let (status, answer) = json(app.post("slack", &retry, event).await).await;
+    let (status, answer) = app.post_webhook("slack", &retry, event).await;
     assert_eq!(
         (status, answer["status"].as_str()),
         (StatusCode::OK, Some("duplicate")),

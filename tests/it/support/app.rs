@@ -1,7 +1,11 @@
 //! A real host on 127.0.0.1 with a fresh database, and a client to talk to it.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use uuid::Uuid;
 use wasmhook::app::serve::RunningServer;
 use wasmhook::config::Config;
 
@@ -20,6 +24,32 @@ pub struct TestApp {
     config_text: String,
     /// TOML merged over `config_text`, for settings the shared config already sets.
     overrides: String,
+    /// The `[admin] token` of the config, which the `admin_*` helpers send.
+    admin_token: Option<String>,
+}
+
+/// One delivery job of an event, as the wait helpers read it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobRow {
+    pub destination_name: String,
+    pub state: String,
+    pub attempt: i32,
+    pub last_error: Option<String>,
+}
+
+/// The `[admin] token` the last of `layers` that sets one gives, when it is written inline.
+fn admin_token(layers: &[&str]) -> Option<String> {
+    layers.iter().rev().find_map(|layer| {
+        let table: toml::Table = layer.parse().ok()?;
+        Some(table.get("admin")?.get("token")?.as_str()?.to_owned())
+    })
+}
+
+/// A response's status and its body as JSON (`Null` when the body is empty or not JSON).
+pub async fn status_and_json(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("the host answers a body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Merged under every test config: the admin API (when a token turns it on) listens on a free
@@ -137,6 +167,7 @@ impl TestApp {
             pool: database.pool(),
             database,
             plugins_dir,
+            admin_token: admin_token(&[&config_text, overrides]),
             config_text,
             overrides: overrides.to_owned(),
         }
@@ -170,6 +201,123 @@ impl TestApp {
             request = request.header(name, value);
         }
         request.send().await.expect("the host answers")
+    }
+
+    /// Posts a webhook to `source` and returns the status and the JSON answer (which every
+    /// answer of the webhook endpoint is).
+    pub async fn post_webhook(
+        &self,
+        source: &str,
+        headers: &[(String, String)],
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self.post(source, headers, body).await;
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// An admin API request with the config's token, and `body` as JSON when given.
+    pub async fn admin_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.admin_url));
+        if let Some(token) = &self.admin_token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        status_and_json(request.send().await.expect("the admin API answers")).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        self.admin_request(Method::GET, path, None).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.admin_request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn admin_put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.admin_request(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.admin_request(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> (StatusCode, Value) {
+        self.admin_request(Method::DELETE, path, None).await
+    }
+
+    /// The delivery jobs of an event, by destination name.
+    pub async fn jobs_of(&self, event_id: Uuid) -> Vec<JobRow> {
+        sqlx::query_as(
+            "SELECT destination_name, state, attempt, last_error FROM delivery_jobs
+             WHERE event_row_id = $1 ORDER BY destination_name",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await
+        .expect("reading the event's jobs")
+    }
+
+    /// Polls the event's jobs until `done` holds of them or `limit` passes, and returns the
+    /// jobs as last read either way: the caller asserts what it expects.
+    pub async fn wait_for_jobs(
+        &self,
+        event_id: Uuid,
+        limit: Duration,
+        done: impl Fn(&[JobRow]) -> bool,
+    ) -> Vec<JobRow> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let jobs = self.jobs_of(event_id).await;
+            if done(&jobs) || Instant::now() >= deadline {
+                return jobs;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The event's job to `destination` once it is out of `due`, `running` and `retrying` (or
+    /// as it is when `limit` passes).
+    pub async fn wait_for_settled_job(
+        &self,
+        event_id: Uuid,
+        destination: &str,
+        limit: Duration,
+    ) -> JobRow {
+        let settled = |job: &JobRow| !matches!(job.state.as_str(), "due" | "running" | "retrying");
+        let jobs = self
+            .wait_for_jobs(event_id, limit, |jobs| {
+                jobs.iter()
+                    .any(|job| job.destination_name == destination && settled(job))
+            })
+            .await;
+        jobs.into_iter()
+            .find(|job| job.destination_name == destination)
+            .unwrap_or_else(|| panic!("the event {event_id} has no job to {destination}"))
+    }
+
+    /// Waits until the event's only job is in `state`; fails the test after `limit`.
+    pub async fn wait_for_job_state(&self, event_id: Uuid, state: &str, limit: Duration) -> JobRow {
+        let jobs = self
+            .wait_for_jobs(event_id, limit, |jobs| {
+                jobs.first().is_some_and(|job| job.state == state)
+            })
+            .await;
+        match jobs.into_iter().next() {
+            Some(job) if job.state == state => job,
+            other => {
+                panic!("the job of {event_id} did not reach {state} within {limit:?}: {other:?}")
+            }
+        }
     }
 
     /// The configuration the host runs with.

@@ -2,7 +2,7 @@
 //! official signature vectors, hostile plugins failing alone, clear load errors, the compiled
 //! cache and bursts beyond the pool.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -8,7 +8,6 @@ pub mod app;
 pub mod database;
 pub mod host_process;
 pub mod load;
-pub mod receiver;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,12 +2,11 @@
 //! gets its clear 4xx (or, where hyper may refuse the bytes before the host sees them, is
 //! dropped), none gets a 5xx or harms the host, and nothing is stored.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmhook::signature::{self, MacEncoding, Secret, SignatureScheme};
 
 use support::app::TestApp;
 
@@ -113,19 +112,8 @@ fn post(path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
 }
 
 fn github_signature(body: &[u8]) -> String {
-    let headers = signature::sign(
-        &SignatureScheme::BodyHmac {
-            header: "x-hub-signature-256".to_owned(),
-            prefix: "sha256=".to_owned(),
-            encoding: MacEncoding::Hex,
-        },
-        &Secret::new("It's a Secret to Everybody"),
-        body,
-        "",
-        0,
-    )
-    .unwrap();
-    format!("X-Hub-Signature-256: {}", headers[0].1)
+    let signature = wasmhook_testkit::signed::github_signature(body, "It's a Secret to Everybody");
+    format!("X-Hub-Signature-256: {signature}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
