@@ -430,27 +430,7 @@ pub fn check_ingest(input: &IngestInput) {
         headers.append(header::CONTENT_LENGTH, length);
     }
 
-    let limit = usize::from(input.max_body_bytes);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    let fits = declared.is_none_or(|length| length <= limit as u64) && input.body.len() <= limit;
-    let read = futures::executor::block_on(crate::ingest::handler::read_bounded_body(
-        &headers,
-        axum::body::Body::from(input.body.clone()),
-        limit,
-    ));
-    match read {
-        Ok(body) => {
-            assert!(fits, "a body over the limit of {limit} was read");
-            assert_eq!(body, input.body);
-        }
-        Err(error) => {
-            assert!(!fits, "a body within the limit was refused: {error:?}");
-            assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
-        }
-    }
+    check_body_bound(input, &headers);
 
     let pairs = crate::ingest::handler::header_pairs(&headers);
     assert_eq!(pairs.len(), headers.len());
@@ -497,6 +477,31 @@ pub fn check_ingest(input: &IngestInput) {
         input.now,
         input.tolerance.max(0),
     );
+}
+
+/// The body bound: a body within the limit is read whole, one over it is refused with 413.
+fn check_body_bound(input: &IngestInput, headers: &HeaderMap) {
+    let limit = usize::from(input.max_body_bytes);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let fits = declared.is_none_or(|length| length <= limit as u64) && input.body.len() <= limit;
+    let read = futures::executor::block_on(crate::ingest::handler::read_bounded_body(
+        headers,
+        axum::body::Body::from(input.body.clone()),
+        limit,
+    ));
+    match read {
+        Ok(body) => {
+            assert!(fits, "a body over the limit of {limit} was read");
+            assert_eq!(body, input.body);
+        }
+        Err(error) => {
+            assert!(!fits, "a body within the limit was refused: {error:?}");
+            assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        }
+    }
 }
 
 /// What a plugin's `handle` returns.

@@ -144,116 +144,126 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMHOOK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    match cli.log_format {
-        LogFormat::Text => subscriber.init(),
-        LogFormat::Json => subscriber.json().init(),
-    }
+    init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve {
-                config,
-                no_worker,
-                no_ingest,
-            } => serve(
-                config,
-                wasmhook::app::serve::Roles {
-                    ingest: !no_ingest,
-                    worker: !no_worker,
-                },
-            )
-            .await
-            .map(|()| true),
-            Command::Replay {
-                config,
-                event,
-                destination,
-                source,
-                event_type,
-                states,
-                since,
-                until,
-                quarantined,
-                request,
-                dry_run,
-            } => replay(
-                config,
-                wasmhook::store::jobs::ReplayFilter {
-                    event_row_id: event,
-                    destination_name: destination,
-                    source_name: source,
-                    event_type,
-                    job_states: states,
-                    since,
-                    until,
-                },
-                quarantined,
-                request,
-                dry_run,
-            )
-            .await
-            .map(|()| true),
-            Command::Migrate { config } => migrate(config).await.map(|()| true),
-            Command::Config => {
-                print!("{}", wasmhook::config::DEFAULT_CONFIG);
-                Ok(true)
-            }
-            Command::Send {
-                config,
-                source,
-                body,
-                headers,
-            } => {
-                wasmhook::cli::send::send(wasmhook::cli::send::SendOptions {
-                    config_path: config,
-                    source_name: source,
-                    body_path: body,
-                    headers,
-                })
-                .await
-            }
-            Command::Plugin { command } => match command {
-                PluginCommand::Check { file } => plugin::check(&file).await.map(|()| true),
-                PluginCommand::Run {
-                    file,
-                    fixtures: Some(fixtures),
-                    ..
-                } => plugin::run_fixtures(&file, &fixtures).await,
-                PluginCommand::Run {
-                    file,
-                    body,
-                    fixtures: None,
-                    headers,
-                    config,
-                    secrets,
-                    source,
-                    received_at,
-                } => plugin::run(RunOptions {
-                    plugin_path: file,
-                    body_path: body.expect("clap requires --body without --fixtures"),
-                    headers,
-                    config_path: config,
-                    secrets,
-                    source_name: source,
-                    received_at,
-                })
-                .await
-                .map(|verdict| verdict != RunVerdict::Rejected),
-            },
-        }
-    });
-    match result {
+    match runtime.block_on(run(cli.command)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMHOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
+}
+
+/// Runs one command; `Ok(false)` means it ran but its verdict was negative (exit status 2).
+async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Serve {
+            config,
+            no_worker,
+            no_ingest,
+        } => serve(
+            config,
+            wasmhook::app::serve::Roles {
+                ingest: !no_ingest,
+                worker: !no_worker,
+            },
+        )
+        .await
+        .map(|()| true),
+        Command::Replay {
+            config,
+            event,
+            destination,
+            source,
+            event_type,
+            states,
+            since,
+            until,
+            quarantined,
+            request,
+            dry_run,
+        } => replay(
+            config,
+            wasmhook::store::jobs::ReplayFilter {
+                event_row_id: event,
+                destination_name: destination,
+                source_name: source,
+                event_type,
+                job_states: states,
+                since,
+                until,
+            },
+            quarantined,
+            request,
+            dry_run,
+        )
+        .await
+        .map(|()| true),
+        Command::Migrate { config } => migrate(config).await.map(|()| true),
+        Command::Config => {
+            print!("{}", wasmhook::config::DEFAULT_CONFIG);
+            Ok(true)
+        }
+        Command::Send {
+            config,
+            source,
+            body,
+            headers,
+        } => {
+            wasmhook::cli::send::send(wasmhook::cli::send::SendOptions {
+                config_path: config,
+                source_name: source,
+                body_path: body,
+                headers,
+            })
+            .await
+        }
+        Command::Plugin { command } => run_plugin_command(command).await,
+    }
+}
+
+async fn run_plugin_command(command: PluginCommand) -> anyhow::Result<bool> {
+    match command {
+        PluginCommand::Check { file } => plugin::check(&file).await.map(|()| true),
+        PluginCommand::Run {
+            file,
+            fixtures: Some(fixtures),
+            ..
+        } => plugin::run_fixtures(&file, &fixtures).await,
+        PluginCommand::Run {
+            file,
+            body,
+            fixtures: None,
+            headers,
+            config,
+            secrets,
+            source,
+            received_at,
+        } => plugin::run(RunOptions {
+            plugin_path: file,
+            body_path: body.expect("clap requires --body without --fixtures"),
+            headers,
+            config_path: config,
+            secrets,
+            source_name: source,
+            received_at,
+        })
+        .await
+        .map(|verdict| verdict != RunVerdict::Rejected),
     }
 }
 

@@ -837,9 +837,12 @@ async fn a_restart_replaces_the_config_file_secrets_and_keeps_the_ones_the_api_a
         secrets.sort();
         secrets
     };
-    wasmhook::store::sources::apply_config_sources(&app.pool, &[source(vec!["from-file-1".into()])])
-        .await
-        .unwrap();
+    wasmhook::store::sources::apply_config_sources(
+        &app.pool,
+        &[source(vec!["from-file-1".into()])],
+    )
+    .await
+    .unwrap();
     let (status, _) = app
         .admin_post(
             "/admin/v1/sources/shop/secrets",
