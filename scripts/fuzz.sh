@@ -8,7 +8,7 @@
 # ~/.cache/wasmhook/fuzz-target) so that they never touch the stable build's cache. The corpus
 # grows in host/fuzz/corpus/<target>; a crash stops its target, leaves its input in
 # host/fuzz/artifacts/<target>/ and makes this script exit non-zero after the other targets ran.
-# Keep a crash input by copying it into tests/fixtures/fuzz/<target>/: tests/fuzz_regressions.rs
+# Keep a crash input by copying it into tests/fixtures/fuzz/<target>/: tests/it/fuzz_regressions.rs
 # (stable, `cargo test`) replays every file there.
 set -euo pipefail
 
