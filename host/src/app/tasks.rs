@@ -237,6 +237,23 @@ impl BackgroundTasks {
     }
 }
 
+/// The worker's settings, from `[delivery]` and `tasks.listen_retry_ms`. They are read here
+/// rather than in the worker, because the configuration sits above delivery in the layers.
+pub fn worker_settings(config: &crate::config::Config) -> crate::delivery::worker::WorkerSettings {
+    let delivery = &config.delivery;
+    crate::delivery::worker::WorkerSettings {
+        poll_interval: Duration::from_millis(delivery.poll_interval_ms),
+        claim_batch: delivery.claim_batch,
+        rescue_interval: Duration::from_millis(delivery.rescue_interval_ms),
+        lease_margin: Duration::from_secs(delivery.lease_margin_seconds),
+        shutdown_grace: Duration::from_secs(delivery.shutdown_grace_seconds),
+        allow_private_networks: delivery.allow_private_networks,
+        allowed_ports: delivery.allowed_ports.clone(),
+        destination_refresh: Duration::from_millis(delivery.destination_refresh_ms),
+        listen_retry: Duration::from_millis(config.tasks.listen_retry_ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -285,22 +302,5 @@ mod tests {
             after_stop,
             "no tick after stop"
         );
-    }
-}
-
-/// The worker's settings, from `[delivery]` and `tasks.listen_retry_ms`. They are read here
-/// rather than in the worker, because the configuration sits above delivery in the layers.
-pub fn worker_settings(config: &crate::config::Config) -> crate::delivery::worker::WorkerSettings {
-    let delivery = &config.delivery;
-    crate::delivery::worker::WorkerSettings {
-        poll_interval: Duration::from_millis(delivery.poll_interval_ms),
-        claim_batch: delivery.claim_batch,
-        rescue_interval: Duration::from_millis(delivery.rescue_interval_ms),
-        lease_margin: Duration::from_secs(delivery.lease_margin_seconds),
-        shutdown_grace: Duration::from_secs(delivery.shutdown_grace_seconds),
-        allow_private_networks: delivery.allow_private_networks,
-        allowed_ports: delivery.allowed_ports.clone(),
-        destination_refresh: Duration::from_millis(delivery.destination_refresh_ms),
-        listen_retry: Duration::from_millis(config.tasks.listen_retry_ms),
     }
 }
