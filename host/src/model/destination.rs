@@ -32,7 +32,9 @@ impl Default for DestinationSettings {
             timeout_seconds: 15.0,
             // Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.6 hours over 8
             // attempts.
-            retry_schedule_seconds: vec![0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+            retry_schedule_seconds: vec![
+                0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+            ],
             throttle_min_delay_seconds: 60.0,
             max_concurrency: 16,
             rate_limit_per_second: None,

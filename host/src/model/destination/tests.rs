@@ -4,20 +4,25 @@
 
 use super::DestinationSettings;
 
+/// The embedded default config, read here rather than through `config`, which sits above
+/// `model` in the layers.
+const DEFAULT_CONFIG: &str = include_str!("../../default-config.toml");
+
 /// The settings of the commented `[[destinations]]` example in the default config, as a TOML
 /// table: the example's lines without their leading `# ` (its trailing comments stay comments).
 fn documented_settings() -> toml::Table {
-    let text = crate::config::DEFAULT_CONFIG;
-    let start = text
+    let start = DEFAULT_CONFIG
         .find("# [[destinations]]")
         .expect("the default config documents a destination");
-    let example: String = text[start..]
+    let example: String = DEFAULT_CONFIG[start..]
         .lines()
         .take_while(|line| line.starts_with('#'))
         .map(|line| format!("{}\n", line.trim_start_matches('#').trim_start()))
         .collect();
     let mut table: toml::Table = example.parse().expect("the documented example is TOML");
-    let destinations = table.remove("destinations").expect("a [[destinations]] table");
+    let destinations = table
+        .remove("destinations")
+        .expect("a [[destinations]] table");
     destinations.as_array().expect("an array of tables")[0]
         .as_table()
         .expect("a table")
@@ -48,14 +53,18 @@ fn the_default_config_documents_every_destination_setting_with_its_default() {
             .unwrap_or_else(|| panic!("default-config.toml does not document {key}"));
         if default.is_null() {
             // A setting that is off by default is documented with an example value, as such.
-            let line = crate::config::DEFAULT_CONFIG
+            let line = DEFAULT_CONFIG
                 .lines()
                 .find(|line| line.starts_with(&format!("# {key} = ")))
                 .expect("the documented line");
             assert!(line.contains("off when absent"), "{line}");
         } else {
             let value = serde_json::to_value(value).expect("TOML converts to JSON");
-            assert_eq!(with_only(&key, value), defaults, "default-config.toml's {key}");
+            assert_eq!(
+                with_only(&key, value),
+                defaults,
+                "default-config.toml's {key}"
+            );
         }
     }
 }
