@@ -222,7 +222,10 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
     // The tunable settings, at the same level as the keys above in TOML and JSON.
-    #[serde(flatten)]
+    #[serde(
+        flatten,
+        deserialize_with = "crate::model::destination::deserialize_flattened"
+    )]
     #[schema(inline)]
     pub settings: crate::model::destination::DestinationSettings,
 }
@@ -619,6 +622,23 @@ mod tests {
                 "server.pre_auth_rate_limit",
             ),
             ("[server]\nhttp2 = \"yes\"", "http2"),
+            // The destination settings are flattened, and their reader names the key itself.
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\ntimeout_seconds = \"x\"",
+                "timeout_seconds",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurrency = -1",
+                "max_concurrency",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurency = 1",
+                "max_concurency",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurrency = 0",
+                "destinations[0].max_concurrency",
+            ),
         ];
         for (text, key) in table {
             let error = format!("{:#}", Config::from_toml(text).unwrap_err());
