@@ -221,25 +221,13 @@ pub struct DestinationConfig {
     pub routes: Vec<String>,
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
-    #[serde(default = "default_timeout_seconds")]
-    pub timeout_seconds: f64,
-    #[serde(default = "default_retry_schedule_seconds")]
-    pub retry_schedule_seconds: Vec<f64>,
-    #[serde(default = "default_throttle_min_delay_seconds")]
-    pub throttle_min_delay_seconds: f64,
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: u32,
-    pub rate_limit_per_second: Option<f64>,
-    #[serde(default)]
-    pub paused: bool,
-    #[serde(default)]
-    pub allow_private_networks: bool,
-    #[serde(default)]
-    pub retry_client_errors: bool,
-    #[serde(default = "default_breaker_failure_threshold")]
-    pub breaker_failure_threshold: u32,
-    #[serde(default = "default_breaker_cooldown_seconds")]
-    pub breaker_cooldown_seconds: f64,
+    // The tunable settings, at the same level as the keys above in TOML and JSON.
+    #[serde(
+        flatten,
+        deserialize_with = "crate::model::destination::deserialize_flattened"
+    )]
+    #[schema(inline)]
+    pub settings: crate::model::destination::DestinationSettings,
 }
 
 impl DestinationConfig {
@@ -279,93 +267,19 @@ impl DestinationConfig {
                 ));
             }
         }
-        let seconds = [
-            ("timeout_seconds", self.timeout_seconds),
-            (
-                "throttle_min_delay_seconds",
-                self.throttle_min_delay_seconds,
-            ),
-            ("breaker_cooldown_seconds", self.breaker_cooldown_seconds),
-        ];
-        for (field, value) in seconds.into_iter().chain(
-            self.retry_schedule_seconds
-                .iter()
-                .map(|value| ("retry_schedule_seconds", *value)),
-        ) {
-            if !(0.0..=30.0 * 86400.0).contains(&value) {
-                return Err((field, "must be between 0 and 30 days".to_owned()));
-            }
-        }
-        if self.retry_schedule_seconds.is_empty() {
-            return Err((
-                "retry_schedule_seconds",
-                "needs at least one attempt".to_owned(),
-            ));
-        }
-        if self.max_concurrency == 0 {
-            return Err(("max_concurrency", "must be above 0".to_owned()));
-        }
-        if self.breaker_failure_threshold == 0 {
-            return Err(("breaker_failure_threshold", "must be above 0".to_owned()));
-        }
-        if self
-            .rate_limit_per_second
-            .is_some_and(|rate| rate.is_nan() || rate <= 0.0)
-        {
-            return Err(("rate_limit_per_second", "must be above 0".to_owned()));
-        }
-        Ok(())
+        self.settings.check()
     }
 
     /// The row this destination is stored as (its secrets are stored apart).
     pub fn to_record(&self) -> crate::model::destination::DestinationRecord {
-        let milliseconds = |seconds: f64| (seconds * 1000.0).round() as i32;
         crate::model::destination::DestinationRecord {
             name: self.name.clone(),
             url: self.url.clone(),
             routes: self.routes.clone(),
             headers: serde_json::json!(self.headers),
-            timeout_ms: milliseconds(self.timeout_seconds),
-            retry_schedule_ms: self
-                .retry_schedule_seconds
-                .iter()
-                .map(|seconds| milliseconds(*seconds))
-                .collect(),
-            throttle_min_delay_ms: milliseconds(self.throttle_min_delay_seconds),
-            max_concurrency: self.max_concurrency as i32,
-            rate_limit_per_second: self.rate_limit_per_second,
-            paused: self.paused,
-            allow_private_networks: self.allow_private_networks,
-            retry_client_errors: self.retry_client_errors,
-            breaker_failure_threshold: self.breaker_failure_threshold as i32,
-            breaker_cooldown_ms: milliseconds(self.breaker_cooldown_seconds),
+            settings: self.settings.clone(),
         }
     }
-}
-
-fn default_timeout_seconds() -> f64 {
-    15.0
-}
-
-/// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27.6 hours over 8 attempts.
-fn default_retry_schedule_seconds() -> Vec<f64> {
-    vec![0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
-}
-
-fn default_throttle_min_delay_seconds() -> f64 {
-    60.0
-}
-
-fn default_max_concurrency() -> u32 {
-    16
-}
-
-fn default_breaker_failure_threshold() -> u32 {
-    10
-}
-
-fn default_breaker_cooldown_seconds() -> f64 {
-    60.0
 }
 
 /// A secret as written in the configuration: a literal, `env:NAME` or `file:PATH`. Its `Debug`
@@ -708,6 +622,23 @@ mod tests {
                 "server.pre_auth_rate_limit",
             ),
             ("[server]\nhttp2 = \"yes\"", "http2"),
+            // The destination settings are flattened, and their reader names the key itself.
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\ntimeout_seconds = \"x\"",
+                "timeout_seconds",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurrency = -1",
+                "max_concurrency",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurency = 1",
+                "max_concurency",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurrency = 0",
+                "destinations[0].max_concurrency",
+            ),
         ];
         for (text, key) in table {
             let error = format!("{:#}", Config::from_toml(text).unwrap_err());

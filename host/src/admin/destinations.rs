@@ -27,16 +27,10 @@ pub struct DestinationView {
     pub url: String,
     pub routes: Vec<String>,
     pub headers: std::collections::BTreeMap<String, String>,
-    pub timeout_seconds: f64,
-    pub retry_schedule_seconds: Vec<f64>,
-    pub throttle_min_delay_seconds: f64,
-    pub max_concurrency: usize,
-    pub rate_limit_per_second: Option<f64>,
-    pub paused: bool,
-    pub allow_private_networks: bool,
-    pub retry_client_errors: bool,
-    pub breaker_failure_threshold: u32,
-    pub breaker_cooldown_seconds: f64,
+    // Every setting, at the same level as the keys above, as the config writes them.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub settings: crate::model::destination::DestinationSettings,
     /// The signing secrets (never their values); every delivery is signed with each.
     pub secrets: Vec<store::secrets::SecretView>,
     /// Shown once, in the answer that generated it.
@@ -53,21 +47,7 @@ impl From<crate::model::destination::Destination> for DestinationView {
             url: redaction::url_without_userinfo(&destination.url),
             routes: destination.routes,
             headers: redaction::destination_headers_view(destination.headers),
-            timeout_seconds: destination.timeout.as_secs_f64(),
-            retry_schedule_seconds: destination
-                .retry_policy
-                .schedule
-                .iter()
-                .map(|delay| delay.as_secs_f64())
-                .collect(),
-            throttle_min_delay_seconds: destination.retry_policy.throttle_min_delay.as_secs_f64(),
-            max_concurrency: destination.max_concurrency,
-            rate_limit_per_second: destination.rate_limit_per_second,
-            paused: destination.paused,
-            allow_private_networks: destination.allow_private_networks,
-            retry_client_errors: destination.retry_client_errors,
-            breaker_failure_threshold: destination.breaker_failure_threshold,
-            breaker_cooldown_seconds: destination.breaker_cooldown.as_secs_f64(),
+            settings: destination.settings,
             secrets: Vec::new(),
             generated_signing_secret: None,
             stats: None,

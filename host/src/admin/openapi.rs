@@ -7,9 +7,12 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use utoipa::OpenApi;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, Schema};
 
 use super::{AdminState, ErrorBody, destinations, events, plugins, replay, secrets, sources};
 use crate::config::{DestinationConfig, SourceConfig};
+use crate::model::destination::DestinationSettings;
 use crate::store;
 
 #[derive(OpenApi)]
@@ -64,7 +67,7 @@ use crate::store;
         plugins::ActivateRequest,
         ErrorBody,
     )),
-    modifiers(&BearerAuth, &CommonResponses),
+    modifiers(&BearerAuth, &CommonResponses, &FlattenedSettings),
     security(("bearer" = []))
 )]
 pub struct AdminApiDoc;
@@ -118,6 +121,75 @@ impl utoipa::Modify for CommonResponses {
             }
         }
     }
+}
+
+/// `#[serde(flatten)]` makes utoipa document `DestinationConfig` and `DestinationView` as
+/// `allOf` [the settings with their defaults, the other keys]. On the wire each is one object,
+/// and the document has always described it as one, without defaults: this merges each back,
+/// so that moving the settings into `DestinationSettings` left the document as it was.
+struct FlattenedSettings;
+
+impl utoipa::Modify for FlattenedSettings {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, view) in [("DestinationConfig", false), ("DestinationView", true)] {
+            if let Some(schema) = components.schemas.get_mut(name) {
+                merge_flattened_settings(schema, view);
+            }
+        }
+    }
+}
+
+/// Merges the settings into the object of the other keys, in field order after `headers` (where
+/// both types flatten them). The view always shows every setting, so there a setting is required
+/// unless it may be null; the config's input may leave any out, and refuses unknown keys.
+fn merge_flattened_settings(schema: &mut RefOr<Schema>, view: bool) {
+    let RefOr::T(Schema::AllOf(all_of)) = schema else {
+        return;
+    };
+    let mut parts = std::mem::take(&mut all_of.items)
+        .into_iter()
+        .filter_map(|item| match item {
+            RefOr::T(Schema::Object(object)) => Some(object),
+            _ => None,
+        });
+    let (Some(settings), Some(mut object)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    object.description = all_of.description.take();
+    // The settings in field order, which their JSON keeps (the schema's map is sorted).
+    let defaults = DestinationSettings::default();
+    let text = serde_json::to_string(&defaults).expect("the settings serialize");
+    let values = serde_json::to_value(&defaults).expect("the settings serialize");
+    let mut keys: Vec<String> = settings.properties.keys().cloned().collect();
+    keys.sort_by_key(|key| text.find(&format!("\"{key}\":")));
+    let after = object.required.iter().position(|key| key == "headers");
+    let mut at = after.map_or(object.required.len(), |index| index + 1);
+    for (key, mut property) in settings.properties {
+        match &mut property {
+            RefOr::T(Schema::Object(property)) => {
+                property.default = None;
+                // The view showed the worker's `usize` here, which has no format.
+                if view && key == "max_concurrency" {
+                    property.format = None;
+                }
+            }
+            RefOr::T(Schema::Array(property)) => property.default = None,
+            _ => {}
+        }
+        object.properties.insert(key, property);
+    }
+    if view {
+        for key in keys.into_iter().filter(|key| !values[key].is_null()) {
+            object.required.insert(at, key);
+            at += 1;
+        }
+    } else {
+        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    }
+    *schema = RefOr::T(Schema::Object(object));
 }
 
 /// One operation of the admin API: the router serves it and `operations` lists it, from the

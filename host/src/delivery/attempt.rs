@@ -133,8 +133,8 @@ pub struct Deliverer {
 fn client_key(destination: &Destination) -> (String, bool, usize) {
     (
         destination.name.clone(),
-        destination.allow_private_networks,
-        destination.max_concurrency,
+        destination.settings.allow_private_networks,
+        destination.settings.max_concurrency(),
     )
 }
 
@@ -166,9 +166,9 @@ impl Deliverer {
                 let mut builder = reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .user_agent(concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
-                    .pool_max_idle_per_host(destination.max_concurrency)
+                    .pool_max_idle_per_host(destination.settings.max_concurrency())
                     .pool_idle_timeout(Duration::from_secs(90));
-                if !destination.allow_private_networks {
+                if !destination.settings.allow_private_networks {
                     // A proxy would resolve the destination itself, past the guard.
                     builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
                 }
@@ -217,7 +217,7 @@ impl Deliverer {
         let mut request = self
             .client(destination)
             .post(&destination.url)
-            .timeout(destination.timeout)
+            .timeout(destination.settings.timeout())
             .header("content-type", "application/cloudevents+json");
         for (name, value) in &destination.headers {
             request = request.header(name, value);
@@ -273,7 +273,7 @@ async fn read_response(
         _ => retry::classify_status(
             status,
             retry_after.as_deref(),
-            destination.retry_client_errors,
+            destination.settings.retry_client_errors,
             Utc::now(),
         ),
     };
@@ -356,7 +356,7 @@ fn check_url(destination: &Destination, allowed_ports: &[u16]) -> Result<(), Str
             "refused: port {port} is not in delivery.allowed_ports {allowed_ports:?}"
         ));
     }
-    if destination.allow_private_networks {
+    if destination.settings.allow_private_networks {
         return Ok(());
     }
     let literal = match url.host() {
@@ -375,7 +375,7 @@ fn check_url(destination: &Destination, allowed_ports: &[u16]) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::destination::RetryPolicy;
+    use crate::model::destination::DestinationSettings;
 
     #[test]
     fn private_addresses_are_recognized() {
@@ -433,18 +433,18 @@ mod tests {
             routes: Vec::new(),
             signing_secrets: Vec::new(),
             headers: Vec::new(),
-            timeout: Duration::from_secs(1),
-            retry_policy: RetryPolicy {
-                schedule: Vec::new(),
-                throttle_min_delay: Duration::ZERO,
+            settings: DestinationSettings {
+                timeout_seconds: 1.0,
+                retry_schedule_seconds: Vec::new(),
+                throttle_min_delay_seconds: 0.0,
+                max_concurrency: 1,
+                rate_limit_per_second: None,
+                paused: false,
+                allow_private_networks: false,
+                retry_client_errors: false,
+                breaker_failure_threshold: 1,
+                breaker_cooldown_seconds: 0.0,
             },
-            max_concurrency: 1,
-            rate_limit_per_second: None,
-            paused: false,
-            allow_private_networks: false,
-            retry_client_errors: false,
-            breaker_failure_threshold: 1,
-            breaker_cooldown: Duration::ZERO,
         }
     }
 

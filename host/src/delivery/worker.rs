@@ -122,15 +122,16 @@ struct DestinationState {
 impl DestinationState {
     fn new(destination: &Destination) -> DestinationState {
         DestinationState {
-            concurrency: Arc::new(Semaphore::new(destination.max_concurrency)),
-            concurrency_limit: destination.max_concurrency,
+            concurrency: Arc::new(Semaphore::new(destination.settings.max_concurrency())),
+            concurrency_limit: destination.settings.max_concurrency(),
             rate_limiter: destination
+                .settings
                 .rate_limit_per_second
                 .map(|rate| TokenBucket::new(rate, rate.ceil().max(1.0) as u32, Instant::now())),
-            rate_limit_per_second: destination.rate_limit_per_second,
+            rate_limit_per_second: destination.settings.rate_limit_per_second,
             breaker: CircuitBreaker::new(
-                destination.breaker_failure_threshold,
-                destination.breaker_cooldown,
+                destination.settings.breaker_failure_threshold,
+                destination.settings.breaker_cooldown(),
             ),
         }
     }
@@ -171,8 +172,8 @@ impl DestinationState {
         destination: &Destination,
     ) -> Option<(bool, String)> {
         self.breaker.configure(
-            destination.breaker_failure_threshold,
-            destination.breaker_cooldown,
+            destination.settings.breaker_failure_threshold,
+            destination.settings.breaker_cooldown(),
         );
         let transition = match outcome {
             AttemptOutcome::Delivered => self.breaker.succeeded(),
@@ -304,7 +305,7 @@ impl Worker {
         let mut claimed = 0;
         for destination in destinations
             .iter()
-            .filter(|destination| !destination.paused)
+            .filter(|destination| !destination.settings.paused)
         {
             claimed += self.claim_for(destination).await;
         }
@@ -327,8 +328,8 @@ impl Worker {
         let state = states
             .entry(destination.name.clone())
             .or_insert_with(|| DestinationState::new(destination));
-        if state.concurrency_limit != destination.max_concurrency
-            || state.rate_limit_per_second != destination.rate_limit_per_second
+        if state.concurrency_limit != destination.settings.max_concurrency()
+            || state.rate_limit_per_second != destination.settings.rate_limit_per_second
         {
             *state = DestinationState::new(destination);
         }
@@ -341,7 +342,7 @@ impl Worker {
         if claimable == 0 {
             return 0;
         }
-        let lease = destination.timeout + self.settings.lease_margin;
+        let lease = destination.settings.timeout() + self.settings.lease_margin;
         let claimed =
             match jobs::claim(&self.shared.pool, &destination.name, claimable, lease).await {
                 Ok(jobs) => jobs,
@@ -457,7 +458,7 @@ async fn deliver_one_in_span(shared: &Shared, destination: &Destination, job: Cl
 
     let next = crate::delivery::next_state::next_state(
         &record.outcome,
-        &destination.retry_policy,
+        &destination.settings.retry_policy(),
         (job.attempt - job.attempt_base).max(0) as u32,
         started_at,
         fastrand::f64() * 2.0 - 1.0,

@@ -1,11 +1,11 @@
 //! Destinations: their settings as the config and the API write them, and as delivery loads
 //! them (with their secrets), their statistics and the pause a 410 Gone sets.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
 
-use crate::model::destination::{Destination, DestinationRecord, RetryPolicy};
+use crate::model::destination::{
+    Destination, DestinationRecord, DestinationSettings, milliseconds, seconds,
+};
 use crate::signature::Secret;
 use crate::store::error::{Context, StoreError};
 use crate::store::secrets::{self, Change, SecretOwner, WriteMode};
@@ -36,6 +36,7 @@ async fn write_destination_settings(
                  breaker_cooldown_ms = EXCLUDED.breaker_cooldown_ms, updated_at = now()"
         }
     };
+    let settings = &destination.settings;
     let written = sqlx::query(&format!(
         "INSERT INTO destinations (name, url, routes, headers, timeout_ms, retry_schedule_ms,
              throttle_min_delay_ms, max_concurrency, rate_limit_per_second, paused,
@@ -48,16 +49,22 @@ async fn write_destination_settings(
     .bind(&destination.url)
     .bind(&destination.routes)
     .bind(&destination.headers)
-    .bind(destination.timeout_ms)
-    .bind(&destination.retry_schedule_ms)
-    .bind(destination.throttle_min_delay_ms)
-    .bind(destination.max_concurrency)
-    .bind(destination.rate_limit_per_second)
-    .bind(destination.paused)
-    .bind(destination.allow_private_networks)
-    .bind(destination.retry_client_errors)
-    .bind(destination.breaker_failure_threshold)
-    .bind(destination.breaker_cooldown_ms)
+    .bind(milliseconds(settings.timeout_seconds))
+    .bind(
+        settings
+            .retry_schedule_seconds
+            .iter()
+            .map(|seconds| milliseconds(*seconds))
+            .collect::<Vec<_>>(),
+    )
+    .bind(milliseconds(settings.throttle_min_delay_seconds))
+    .bind(settings.max_concurrency as i32)
+    .bind(settings.rate_limit_per_second)
+    .bind(settings.paused)
+    .bind(settings.allow_private_networks)
+    .bind(settings.retry_client_errors)
+    .bind(settings.breaker_failure_threshold as i32)
+    .bind(milliseconds(settings.breaker_cooldown_seconds))
     .execute(&mut *transaction)
     .await
     .with_context(|| format!("storing the destination {}", destination.name))?
@@ -236,10 +243,6 @@ struct DestinationRow {
     breaker_cooldown_ms: i32,
 }
 
-fn milliseconds(value: i32) -> Duration {
-    Duration::from_millis(value.max(0) as u64)
-}
-
 /// Every destination with its delivery settings. `allow_private_everywhere` is the server-wide
 /// override of the SSRF guard.
 pub async fn load_destinations(
@@ -277,22 +280,18 @@ pub async fn load_destinations(
                         .collect()
                 })
                 .unwrap_or_default(),
-            timeout: milliseconds(row.timeout_ms),
-            retry_policy: RetryPolicy {
-                schedule: row
-                    .retry_schedule_ms
-                    .into_iter()
-                    .map(milliseconds)
-                    .collect(),
-                throttle_min_delay: milliseconds(row.throttle_min_delay_ms),
+            settings: DestinationSettings {
+                timeout_seconds: seconds(row.timeout_ms),
+                retry_schedule_seconds: row.retry_schedule_ms.into_iter().map(seconds).collect(),
+                throttle_min_delay_seconds: seconds(row.throttle_min_delay_ms),
+                max_concurrency: row.max_concurrency.max(1) as u32,
+                rate_limit_per_second: row.rate_limit_per_second,
+                paused: row.paused,
+                allow_private_networks: row.allow_private_networks || allow_private_everywhere,
+                retry_client_errors: row.retry_client_errors,
+                breaker_failure_threshold: row.breaker_failure_threshold.max(1) as u32,
+                breaker_cooldown_seconds: seconds(row.breaker_cooldown_ms),
             },
-            max_concurrency: row.max_concurrency.max(1) as usize,
-            rate_limit_per_second: row.rate_limit_per_second,
-            paused: row.paused,
-            allow_private_networks: row.allow_private_networks || allow_private_everywhere,
-            retry_client_errors: row.retry_client_errors,
-            breaker_failure_threshold: row.breaker_failure_threshold.max(1) as u32,
-            breaker_cooldown: milliseconds(row.breaker_cooldown_ms),
         })
         .collect())
 }
