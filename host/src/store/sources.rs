@@ -116,16 +116,7 @@ pub async fn create_source(
     if !write_source_settings(&mut transaction, source, WriteMode::Create).await? {
         return Ok(Change::AlreadyExists);
     }
-    for secret in secrets {
-        secrets::insert_secret(
-            &mut transaction,
-            SecretOwner::Source,
-            &source.name,
-            secret,
-            "api",
-        )
-        .await?;
-    }
+    insert_api_secrets(&mut transaction, &source.name, secrets).await?;
     transaction
         .commit()
         .await
@@ -149,16 +140,7 @@ pub async fn update_source(
             .execute(&mut *transaction)
             .await
             .context("removing the old secrets")?;
-        for secret in secrets {
-            secrets::insert_secret(
-                &mut transaction,
-                SecretOwner::Source,
-                &source.name,
-                secret,
-                "api",
-            )
-            .await?;
-        }
+        insert_api_secrets(&mut transaction, &source.name, secrets).await?;
         secrets::touch_owner(&mut transaction, SecretOwner::Source, &source.name).await?;
     }
     transaction
@@ -166,6 +148,18 @@ pub async fn update_source(
         .await
         .context("committing the source")?;
     Ok(Change::Done)
+}
+
+/// Adds the secrets an API call gave a source, marked as the API's own.
+async fn insert_api_secrets(
+    transaction: &mut sqlx::PgConnection,
+    name: &str,
+    secrets: &[String],
+) -> Result<(), StoreError> {
+    for secret in secrets {
+        secrets::insert_secret(transaction, SecretOwner::Source, name, secret, "api").await?;
+    }
+    Ok(())
 }
 
 /// Deletes a source. Its stored requests and events stay until retention removes them.
