@@ -37,9 +37,7 @@ async fn write_source_settings(
     source: &SourceRecord,
     mode: WriteMode,
 ) -> Result<bool, StoreError> {
-    if mode == WriteMode::Update
-        && !secrets::lock_owner(transaction, SecretOwner::Source, &source.name).await?
-    {
+    if !secrets::may_write(transaction, SecretOwner::Source, &source.name, mode).await? {
         return Ok(false);
     }
     // An unchanged row keeps its `updated_at`, so a restart does not make every host process
@@ -116,7 +114,8 @@ pub async fn create_source(
     if !write_source_settings(&mut transaction, source, WriteMode::Create).await? {
         return Ok(Change::AlreadyExists);
     }
-    insert_api_secrets(&mut transaction, &source.name, secrets).await?;
+    secrets::insert_api_secrets(&mut transaction, SecretOwner::Source, &source.name, secrets)
+        .await?;
     transaction
         .commit()
         .await
@@ -135,12 +134,8 @@ pub async fn update_source(
         return Ok(Change::NotFound);
     }
     if let Some(secrets) = secrets {
-        sqlx::query("DELETE FROM source_secrets WHERE source_name = $1")
-            .bind(&source.name)
-            .execute(&mut *transaction)
-            .await
-            .context("removing the old secrets")?;
-        insert_api_secrets(&mut transaction, &source.name, secrets).await?;
+        secrets::replace_api_secrets(&mut transaction, SecretOwner::Source, &source.name, secrets)
+            .await?;
         secrets::touch_owner(&mut transaction, SecretOwner::Source, &source.name).await?;
     }
     transaction
@@ -148,18 +143,6 @@ pub async fn update_source(
         .await
         .context("committing the source")?;
     Ok(Change::Done)
-}
-
-/// Adds the secrets an API call gave a source, marked as the API's own.
-async fn insert_api_secrets(
-    transaction: &mut sqlx::PgConnection,
-    name: &str,
-    secrets: &[String],
-) -> Result<(), StoreError> {
-    for secret in secrets {
-        secrets::insert_secret(transaction, SecretOwner::Source, name, secret, "api").await?;
-    }
-    Ok(())
 }
 
 /// Deletes a source. Its stored requests and events stay until retention removes them.
