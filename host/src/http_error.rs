@@ -273,7 +273,9 @@ mod tests {
     #[test]
     fn store_errors_answer_by_kind_wherever_they_are_in_the_chain() {
         let message = || "listing events: error returned from database: secret_table".to_owned();
-        let table: [(fn(String) -> StoreError, StatusCode, &str); 4] = [
+        // (how the error is made from its message, expected status, expected code)
+        type Row = (fn(String) -> StoreError, StatusCode, &'static str);
+        let table: [Row; 4] = [
             (
                 StoreError::Unavailable,
                 StatusCode::SERVICE_UNAVAILABLE,
