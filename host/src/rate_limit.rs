@@ -298,12 +298,15 @@ mod tests {
     fn address_buckets_limit_each_address_on_its_own() {
         let start = Instant::now();
         let mut buckets = AddressBuckets::new(1.0, 2, 100);
-        let first: IpAddr = "192.0.2.1".parse().unwrap();
-        let second: IpAddr = "192.0.2.2".parse().unwrap();
-        let mapped_first: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        let six_a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let six_b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let six_other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let [first, second, mapped_first, six_a, six_b, six_other] = [
+            "192.0.2.1",
+            "192.0.2.2",
+            "::ffff:192.0.2.1",
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:ffff::9",
+            "2001:db8:1:3::1",
+        ]
+        .map(|address| address.parse::<IpAddr>().unwrap());
         // (address, milliseconds after start, allowed)
         let table: &[(IpAddr, u64, bool)] = &[
             (first, 0, true),

@@ -8,4 +8,6 @@ pub mod breaker;
 pub mod next_state;
 pub mod retry;
 pub mod routes;
+#[cfg(test)]
+mod test_support;
 pub mod worker;

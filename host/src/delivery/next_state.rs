@@ -61,20 +61,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::delivery::test_support::{now, policy};
 
     #[test]
     fn an_attempt_moves_its_job_to_the_state_its_outcome_and_schedule_decide() {
         let seconds = Duration::from_secs;
-        let policy = RetryPolicy {
-            schedule: vec![seconds(0), seconds(5), seconds(300)],
-            throttle_min_delay: seconds(60),
-        };
+        let policy = policy();
         let retryable = |retry_after, throttled| AttemptOutcome::Retryable {
             retry_after,
             throttled,

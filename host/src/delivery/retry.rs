@@ -102,12 +102,7 @@ pub fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::delivery::test_support::{now, policy};
 
     #[test]
     fn statuses_are_classified() {
@@ -168,10 +163,7 @@ mod tests {
     #[test]
     fn delays_follow_the_schedule_with_jitter_retry_after_and_throttling() {
         let seconds = Duration::from_secs;
-        let policy = RetryPolicy {
-            schedule: vec![seconds(0), seconds(5), seconds(300)],
-            throttle_min_delay: seconds(60),
-        };
+        let policy = policy();
         // (attempts made, Retry-After, throttled, jitter, expected)
         let table = [
             (1, None, false, 0.0, NextStep::RetryIn(seconds(5))),

@@ -161,23 +161,23 @@ async fn count_suppressed(
          FROM UNNEST($1::text[], $2::text[], $3::int[]) AS c (source_name, event_id, count)
          WHERE d.source_name = c.source_name AND d.event_id = c.event_id",
     )
-    .bind(
-        counts
-            .iter()
-            .map(|(key, _)| postgres_text(key.0))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        counts
-            .iter()
-            .map(|(key, _)| postgres_text(key.1))
-            .collect::<Vec<_>>(),
-    )
+    .bind(key_texts(&counts, |key| key.0))
+    .bind(key_texts(&counts, |key| key.1))
     .bind(counts.iter().map(|(_, count)| *count).collect::<Vec<_>>())
     .execute(&mut *transaction)
     .await
     .context("counting suppressed duplicates")?;
     Ok(())
+}
+
+/// One part (source or event id) of the keys of `rows`, made storable by PostgreSQL.
+fn key_texts<'a, T>(
+    rows: &[(DedupeKey<'a>, T)],
+    part: fn(DedupeKey<'a>) -> &'a str,
+) -> Vec<std::borrow::Cow<'a, str>> {
+    rows.iter()
+        .map(|(key, _)| postgres_text(part(*key)))
+        .collect()
 }
 
 /// Points keys won by this batch at the event they stand for (see `BatchPlan::repointed`);
@@ -194,18 +194,8 @@ async fn repoint_keys(
          FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS r (source_name, event_id, event_row_id)
          WHERE d.source_name = r.source_name AND d.event_id = r.event_id",
     )
-    .bind(
-        repointed
-            .iter()
-            .map(|(key, _)| postgres_text(key.0))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        repointed
-            .iter()
-            .map(|(key, _)| postgres_text(key.1))
-            .collect::<Vec<_>>(),
-    )
+    .bind(key_texts(repointed, |key| key.0))
+    .bind(key_texts(repointed, |key| key.1))
     .bind(
         repointed
             .iter()
@@ -291,48 +281,34 @@ async fn insert_events(
             .map(|e| postgres_text(&e.1.source_name))
             .collect::<Vec<_>>(),
     )
-    .bind(
-        event_rows
-            .iter()
-            .map(|e| postgres_text(&e.2.id))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        event_rows
-            .iter()
-            .map(|e| postgres_text(&e.2.event_type))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        event_rows
-            .iter()
-            .map(|e| postgres_text(&e.2.source))
-            .collect::<Vec<_>>(),
-    )
+    .bind(event_texts(event_rows, |event| &event.id))
+    .bind(event_texts(event_rows, |event| &event.event_type))
+    .bind(event_texts(event_rows, |event| &event.source))
     .bind(
         event_rows
             .iter()
             .map(|e| e.2.subject.as_deref().map(postgres_text))
             .collect::<Vec<_>>(),
     )
-    .bind(
-        event_rows
-            .iter()
-            .map(|e| postgres_text(&e.2.time))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        event_rows
-            .iter()
-            .map(|e| postgres_text(&e.2.data_json))
-            .collect::<Vec<_>>(),
-    )
+    .bind(event_texts(event_rows, |event| &event.time))
+    .bind(event_texts(event_rows, |event| &event.data_json))
     .bind(route_keys)
     .bind(now)
     .execute(&mut *transaction)
     .await
     .context("storing events")?;
     Ok(())
+}
+
+/// One text column of the event rows, made storable by PostgreSQL.
+fn event_texts<'a>(
+    event_rows: &[(Uuid, &'a RawRequest, &'a NormalizedEvent)],
+    field: fn(&NormalizedEvent) -> &str,
+) -> Vec<std::borrow::Cow<'a, str>> {
+    event_rows
+        .iter()
+        .map(|(_, _, event)| postgres_text(field(event)))
+        .collect()
 }
 
 async fn insert_jobs(

@@ -80,28 +80,26 @@ pub async fn delete_expired_batch(
 ) -> Result<RetentionBatch, StoreError> {
     let (raw_requests, replayable_requests, replayable_skipped) =
         delete_expired_requests(pool, events_before, replayable_before, batch).await?;
-    let attempts = sqlx::query(
+    let attempts = delete_batch(
+        pool,
         "DELETE FROM delivery_attempts WHERE id IN (
              SELECT id FROM delivery_attempts WHERE started_at < $1
              ORDER BY started_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        attempts_before,
+        batch,
+        "deleting old attempts",
     )
-    .bind(attempts_before)
-    .bind(batch)
-    .execute(pool)
-    .await
-    .context("deleting old attempts")?
-    .rows_affected();
-    let dedupe_keys = sqlx::query(
+    .await?;
+    let dedupe_keys = delete_batch(
+        pool,
         "DELETE FROM dedupe_keys WHERE (source_name, event_id) IN (
              SELECT source_name, event_id FROM dedupe_keys WHERE created_at < $1
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        dedupe_keys_before,
+        batch,
+        "deleting expired dedupe keys",
     )
-    .bind(dedupe_keys_before)
-    .bind(batch)
-    .execute(pool)
-    .await
-    .context("deleting expired dedupe keys")?
-    .rows_affected();
+    .await?;
     Ok(RetentionBatch {
         raw_requests,
         replayable_requests,
@@ -127,7 +125,8 @@ async fn delete_expired_requests(
         return Ok((0, 0, true));
     }
     let replayable_guarded = try_guard(&mut transaction, QUARANTINE_REPLAY_GUARD_LOCK).await?;
-    let delivered = sqlx::query(
+    let delivered = delete_batch(
+        &mut *transaction,
         "DELETE FROM raw_requests WHERE id IN (
              SELECT r.id FROM raw_requests r
              WHERE r.received_at < $1 AND r.status = 'accepted'
@@ -138,13 +137,11 @@ async fn delete_expired_requests(
              ORDER BY r.received_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED)",
+        events_before,
+        batch,
+        "deleting old requests and events",
     )
-    .bind(events_before)
-    .bind(batch)
-    .execute(&mut *transaction)
-    .await
-    .context("deleting old requests and events")?
-    .rows_affected();
+    .await?;
     let replayable = if replayable_guarded {
         delete_expired_replayable(&mut transaction, replayable_before, batch).await?
     } else {
@@ -173,7 +170,8 @@ async fn delete_expired_replayable(
     replayable_before: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, StoreError> {
-    let replayable = sqlx::query(
+    delete_batch(
+        transaction,
         "DELETE FROM raw_requests WHERE id IN (
              SELECT r.id FROM raw_requests r
              WHERE r.received_at < $1
@@ -186,12 +184,27 @@ async fn delete_expired_replayable(
              ORDER BY r.received_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED)",
+        replayable_before,
+        batch,
+        "deleting old quarantined requests and dead deliveries",
     )
-    .bind(replayable_before)
-    .bind(batch)
-    .execute(transaction)
     .await
-    .context("deleting old quarantined requests and dead deliveries")?
-    .rows_affected();
-    Ok(replayable)
+}
+
+/// Runs one batched delete whose `$1` is the cut-off and `$2` the batch size, so that every
+/// kind of expired row is bounded the same way, and counts the rows it deleted.
+async fn delete_batch<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    statement: &'static str,
+    before: DateTime<Utc>,
+    batch: i64,
+    what: &'static str,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(statement)
+        .bind(before)
+        .bind(batch)
+        .execute(executor)
+        .await
+        .context(what)?
+        .rows_affected())
 }

@@ -84,6 +84,17 @@ pub(super) async fn lock_owner(
     Ok(found.is_some())
 }
 
+/// Whether a settings write in `mode` may go on: an update needs the owner's row, and locks it
+/// for the rest of the transaction so that its secrets change under the same lock.
+pub(super) async fn may_write(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+    mode: WriteMode,
+) -> Result<bool, StoreError> {
+    Ok(mode != WriteMode::Update || lock_owner(transaction, owner, name).await?)
+}
+
 /// Marks the owner changed, so every host process rebuilds what it keeps of it.
 pub(super) async fn touch_owner(
     transaction: &mut sqlx::PgConnection,
@@ -177,13 +188,35 @@ pub(super) async fn replace_all_secrets(
     name: &str,
     secret: &str,
 ) -> Result<(), StoreError> {
+    replace_api_secrets(transaction, owner, name, &[secret]).await
+}
+
+/// Replaces every secret of the owner with `new_secrets`, marked as the API's own.
+pub(super) async fn replace_api_secrets(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+    new_secrets: &[impl AsRef<str>],
+) -> Result<(), StoreError> {
     let (_, secrets, owner_column) = owner.tables();
     sqlx::query(&format!("DELETE FROM {secrets} WHERE {owner_column} = $1"))
         .bind(name)
         .execute(&mut *transaction)
         .await
         .context("removing the old secrets")?;
-    insert_secret(transaction, owner, name, secret, "api").await?;
+    insert_api_secrets(transaction, owner, name, new_secrets).await
+}
+
+/// Adds the secrets an API call gave the owner, marked as the API's own.
+pub(super) async fn insert_api_secrets(
+    transaction: &mut sqlx::PgConnection,
+    owner: SecretOwner,
+    name: &str,
+    new_secrets: &[impl AsRef<str>],
+) -> Result<(), StoreError> {
+    for secret in new_secrets {
+        insert_secret(transaction, owner, name, secret.as_ref(), "api").await?;
+    }
     Ok(())
 }
 

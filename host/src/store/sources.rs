@@ -37,9 +37,7 @@ async fn write_source_settings(
     source: &SourceRecord,
     mode: WriteMode,
 ) -> Result<bool, StoreError> {
-    if mode == WriteMode::Update
-        && !secrets::lock_owner(transaction, SecretOwner::Source, &source.name).await?
-    {
+    if !secrets::may_write(transaction, SecretOwner::Source, &source.name, mode).await? {
         return Ok(false);
     }
     // An unchanged row keeps its `updated_at`, so a restart does not make every host process
@@ -116,16 +114,8 @@ pub async fn create_source(
     if !write_source_settings(&mut transaction, source, WriteMode::Create).await? {
         return Ok(Change::AlreadyExists);
     }
-    for secret in secrets {
-        secrets::insert_secret(
-            &mut transaction,
-            SecretOwner::Source,
-            &source.name,
-            secret,
-            "api",
-        )
+    secrets::insert_api_secrets(&mut transaction, SecretOwner::Source, &source.name, secrets)
         .await?;
-    }
     transaction
         .commit()
         .await
@@ -144,21 +134,8 @@ pub async fn update_source(
         return Ok(Change::NotFound);
     }
     if let Some(secrets) = secrets {
-        sqlx::query("DELETE FROM source_secrets WHERE source_name = $1")
-            .bind(&source.name)
-            .execute(&mut *transaction)
-            .await
-            .context("removing the old secrets")?;
-        for secret in secrets {
-            secrets::insert_secret(
-                &mut transaction,
-                SecretOwner::Source,
-                &source.name,
-                secret,
-                "api",
-            )
+        secrets::replace_api_secrets(&mut transaction, SecretOwner::Source, &source.name, secrets)
             .await?;
-        }
         secrets::touch_owner(&mut transaction, SecretOwner::Source, &source.name).await?;
     }
     transaction
