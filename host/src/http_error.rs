@@ -204,6 +204,12 @@ impl ApiError {
 
 /// A store failure as the API answers it: the kind decides the status; the message, which names
 /// tables and the database's own words, only reaches the log.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        ApiError::from(&error)
+    }
+}
+
 impl From<&StoreError> for ApiError {
     fn from(error: &StoreError) -> ApiError {
         match error {

@@ -61,8 +61,7 @@ async fn stored_destination(
     name: &str,
 ) -> Result<Option<crate::model::destination::Destination>, ApiError> {
     Ok(store::destinations::load_destinations(&state.pool, false)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+        .await?
         .into_iter()
         .find(|destination| destination.name == name))
 }
@@ -133,9 +132,7 @@ fn destination_input(body: &[u8]) -> Result<(DestinationConfig, Option<String>),
 pub(super) async fn list_destinations(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<DestinationView>>, ApiError> {
-    let destinations = store::destinations::load_destinations(&state.pool, false)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let destinations = store::destinations::load_destinations(&state.pool, false).await?;
     let mut views = Vec::with_capacity(destinations.len());
     for destination in destinations {
         let mut view = DestinationView::from(destination);
@@ -169,9 +166,8 @@ pub(super) async fn create_destination(
         .is_none()
         .then(store::secrets::generate_signing_secret);
     let secret = secret.or_else(|| generated.clone()).unwrap_or_default();
-    let change = store::destinations::create_destination(&state.pool, &input.to_record(), &secret)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let change =
+        store::destinations::create_destination(&state.pool, &input.to_record(), &secret).await?;
     done_or(change, || {
         ApiError::conflict(format!("a destination named {:?} exists", input.name))
     })?;
@@ -189,11 +185,7 @@ pub(super) async fn get_destination(
     Path(name): Path<String>,
 ) -> Result<Json<DestinationView>, ApiError> {
     let mut view = find_destination(&state, &name).await?;
-    view.stats = Some(
-        store::destinations::destination_stats(&state.pool, &name)
-            .await
-            .map_err(|error| ApiError::internal(&error))?,
-    );
+    view.stats = Some(store::destinations::destination_stats(&state.pool, &name).await?);
     Ok(Json(view))
 }
 
@@ -212,8 +204,7 @@ pub(super) async fn update_destination(
     keep_stored_credentials(&state, &mut input).await?;
     let change =
         store::destinations::update_destination(&state.pool, &input.to_record(), secret.as_deref())
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
+            .await?;
     done_or(change, || no_such("destination", &name))?;
     state.destinations_changed().await;
     Ok(Json(find_destination(&state, &name).await?))
@@ -226,9 +217,7 @@ pub(super) async fn delete_destination(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let change = store::destinations::delete_destination(&state.pool, &name)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let change = store::destinations::delete_destination(&state.pool, &name).await?;
     done_or(change, || no_such("destination", &name))?;
     state.destinations_changed().await;
     Ok(StatusCode::NO_CONTENT)
@@ -240,9 +229,7 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<DestinationView>, ApiError> {
     find_destination(state, name).await?;
-    store::destinations::set_paused(&state.pool, name, paused)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    store::destinations::set_paused(&state.pool, name, paused).await?;
     Ok(Json(find_destination(state, name).await?))
 }
 

@@ -77,9 +77,7 @@ pub(super) async fn list_events(
     };
     match query.status.as_deref() {
         None | Some("accepted") => {
-            let events = store::events::list_events(&state.pool, &filter)
-                .await
-                .map_err(|error| ApiError::internal(&error))?;
+            let events = store::events::list_events(&state.pool, &filter).await?;
             Ok(Json(EventPage {
                 next_cursor: next_cursor(&events, limit, |event| event.id),
                 events,
@@ -87,9 +85,7 @@ pub(super) async fn list_events(
             }))
         }
         Some("quarantined") => {
-            let quarantined = store::events::list_quarantined(&state.pool, &filter)
-                .await
-                .map_err(|error| ApiError::internal(&error))?;
+            let quarantined = store::events::list_quarantined(&state.pool, &filter).await?;
             Ok(Json(EventPage {
                 next_cursor: next_cursor(&quarantined, limit, |request| request.id),
                 events: Vec::new(),
@@ -114,8 +110,7 @@ pub(super) async fn get_event(
         .parse()
         .map_err(|_| ApiError::not_found(format!("no event with id {id:?}")))?;
     let mut detail = store::events::event_detail(&state.pool, id)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
     // Requests are redacted before they are stored. A row stored before that still holds its
     // source's token, so the source's current scheme says which header to hide.

@@ -61,11 +61,9 @@ pub(super) async fn upload_plugin(
         &body,
         &manifest,
     )
-    .await
-    .map_err(|error| ApiError::internal(&error))?;
+    .await?;
     let view = store::plugin_versions::list_plugin_versions(&state.pool)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+        .await?
         .into_iter()
         .find(|version| version.id == version_id)
         .ok_or_else(|| ApiError::internal(&anyhow::anyhow!("the stored version vanished")))?;
@@ -91,8 +89,7 @@ pub(super) async fn activate_plugin(
     let request: ActivateRequest = json_body(&body)?;
     let activated =
         store::plugin_versions::activate_plugin_version(&state.pool, &name, request.version_id)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
+            .await?;
     if !activated {
         return Err(ApiError::not_found(format!(
             "plugin {name:?} has no version {}",
@@ -110,15 +107,12 @@ pub(super) async fn rollback_plugin(
     Path(name): Path<String>,
 ) -> Result<Json<Vec<store::plugin_versions::PluginVersionView>>, ApiError> {
     let previous = store::plugin_versions::previous_plugin_version(&state.pool, &name)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+        .await?
         .ok_or_else(|| {
             ApiError::conflict(format!(
                 "plugin {name:?} has no earlier version to roll back to"
             ))
         })?;
-    store::plugin_versions::activate_plugin_version(&state.pool, &name, previous)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    store::plugin_versions::activate_plugin_version(&state.pool, &name, previous).await?;
     list_plugins(State(state)).await
 }

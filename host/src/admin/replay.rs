@@ -68,8 +68,7 @@ pub(super) async fn replay(
         jobs::count_replay(&state.pool, &filter).await
     } else {
         jobs::replay(&state.pool, &filter).await
-    }
-    .map_err(|error| ApiError::internal(&error))?;
+    }?;
     Ok(Json(ReplayAnswer {
         count,
         dry_run: request.dry_run,

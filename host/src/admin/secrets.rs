@@ -58,10 +58,7 @@ pub(super) async fn add_secret(
     secret: String,
     generated: bool,
 ) -> Result<Response, ApiError> {
-    let view = match store::secrets::add_secret(&state.pool, owner, name, &secret)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
-    {
+    let view = match store::secrets::add_secret(&state.pool, owner, name, &secret).await? {
         Ok(view) => view,
         Err(Change::AlreadyExists) => {
             return Err(ApiError::conflict(format!(
@@ -99,10 +96,7 @@ pub(super) async fn retire_secret(
         ))
     };
     let secret_id: Uuid = secret_id.parse().map_err(|_| not_found())?;
-    match store::secrets::retire_secret(&state.pool, owner, name, secret_id)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
-    {
+    match store::secrets::retire_secret(&state.pool, owner, name, secret_id).await? {
         Change::Done => {
             owner_changed(state, owner).await;
             Ok(StatusCode::NO_CONTENT)
@@ -122,8 +116,7 @@ pub(super) async fn secrets_of(
     name: &str,
 ) -> Result<Vec<store::secrets::SecretView>, ApiError> {
     store::secrets::list_secrets(&state.pool, owner, name)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no {} named {name:?}", owner_noun(owner))))
 }
 

@@ -163,8 +163,7 @@ pub(super) async fn list_sources(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
     store::sources::load_sources(&state.pool)
-        .await
-        .map_err(|error| ApiError::internal(&error))?
+        .await?
         .into_iter()
         .map(SourceView::new)
         .collect::<Result<Vec<_>, _>>()
@@ -180,9 +179,7 @@ pub(super) async fn create_source(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (input, secrets) = checked_source(&state, &body).await?;
-    let change = store::sources::create_source(&state.pool, &input.to_record(), &secrets)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let change = store::sources::create_source(&state.pool, &input.to_record(), &secrets).await?;
     done_or(change, || {
         ApiError::conflict(format!("a source named {:?} exists", input.name))
     })?;
@@ -218,9 +215,8 @@ pub(super) async fn update_source(
     let (input, secrets) = checked_source(&state, &body).await?;
     same_name(&name, &input.name, "sources")?;
     let replace_secrets = (!secrets.is_empty()).then_some(secrets.as_slice());
-    let change = store::sources::update_source(&state.pool, &input.to_record(), replace_secrets)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let change =
+        store::sources::update_source(&state.pool, &input.to_record(), replace_secrets).await?;
     done_or(change, || no_such("source", &name))?;
     state.sources_changed().await;
     find_source(&state, &name).await.map(Json)
@@ -233,9 +229,7 @@ pub(super) async fn delete_source(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let change = store::sources::delete_source(&state.pool, &name)
-        .await
-        .map_err(|error| ApiError::internal(&error))?;
+    let change = store::sources::delete_source(&state.pool, &name).await?;
     done_or(change, || no_such("source", &name))?;
     state.sources_changed().await;
     Ok(StatusCode::NO_CONTENT)

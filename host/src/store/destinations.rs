@@ -135,11 +135,7 @@ pub async fn create_destination(
         "api",
     )
     .await?;
-    transaction
-        .commit()
-        .await
-        .context("committing the destination")?;
-    Ok(Change::Done)
+    secrets::commit_change(transaction, "committing the destination").await
 }
 
 /// Replaces a destination's settings, and all of its secrets with `secret` when given.
@@ -161,26 +157,18 @@ pub async fn update_destination(
         )
         .await?;
     }
-    transaction
-        .commit()
-        .await
-        .context("committing the destination")?;
-    Ok(Change::Done)
+    secrets::commit_change(transaction, "committing the destination").await
 }
 
 /// Deletes a destination with its jobs.
 pub async fn delete_destination(pool: &PgPool, name: &str) -> Result<Change, StoreError> {
-    let deleted = sqlx::query("DELETE FROM destinations WHERE name = $1")
-        .bind(name)
-        .execute(pool)
-        .await
-        .context("deleting the destination")?
-        .rows_affected();
-    Ok(if deleted == 0 {
-        Change::NotFound
-    } else {
-        Change::Done
-    })
+    secrets::delete_named(
+        pool,
+        "DELETE FROM destinations WHERE name = $1",
+        name,
+        "deleting the destination",
+    )
+    .await
 }
 
 /// Delivery counts and the last error of one destination.

@@ -220,6 +220,35 @@ pub(super) async fn insert_api_secrets(
     Ok(())
 }
 
+/// Commits an owner's change; `what` names the owner in the error.
+pub(super) async fn commit_change(
+    transaction: sqlx::Transaction<'_, sqlx::Postgres>,
+    what: &'static str,
+) -> Result<Change, StoreError> {
+    transaction.commit().await.context(what)?;
+    Ok(Change::Done)
+}
+
+/// Runs `statement` (`DELETE FROM … WHERE name = $1`) for `name`: not found when no row went.
+pub(super) async fn delete_named(
+    pool: &PgPool,
+    statement: &'static str,
+    name: &str,
+    what: &'static str,
+) -> Result<Change, StoreError> {
+    let deleted = sqlx::query(statement)
+        .bind(name)
+        .execute(pool)
+        .await
+        .context(what)?
+        .rows_affected();
+    Ok(if deleted == 0 {
+        Change::NotFound
+    } else {
+        Change::Done
+    })
+}
+
 /// The secrets of an owner, oldest first, without their values; `None` when it does not exist.
 pub async fn list_secrets(
     pool: &PgPool,

@@ -116,11 +116,7 @@ pub async fn create_source(
     }
     secrets::insert_api_secrets(&mut transaction, SecretOwner::Source, &source.name, secrets)
         .await?;
-    transaction
-        .commit()
-        .await
-        .context("committing the source")?;
-    Ok(Change::Done)
+    secrets::commit_change(transaction, "committing the source").await
 }
 
 /// Replaces a source's settings, and all of its secrets with `secrets` when given.
@@ -138,26 +134,18 @@ pub async fn update_source(
             .await?;
         secrets::touch_owner(&mut transaction, SecretOwner::Source, &source.name).await?;
     }
-    transaction
-        .commit()
-        .await
-        .context("committing the source")?;
-    Ok(Change::Done)
+    secrets::commit_change(transaction, "committing the source").await
 }
 
 /// Deletes a source. Its stored requests and events stay until retention removes them.
 pub async fn delete_source(pool: &PgPool, name: &str) -> Result<Change, StoreError> {
-    let deleted = sqlx::query("DELETE FROM sources WHERE name = $1")
-        .bind(name)
-        .execute(pool)
-        .await
-        .context("deleting the source")?
-        .rows_affected();
-    Ok(if deleted == 0 {
-        Change::NotFound
-    } else {
-        Change::Done
-    })
+    secrets::delete_named(
+        pool,
+        "DELETE FROM sources WHERE name = $1",
+        name,
+        "deleting the source",
+    )
+    .await
 }
 
 #[derive(sqlx::FromRow)]
