@@ -244,19 +244,12 @@ impl DestinationConfig {
         if let Err(error) = crate::delivery::routes::RoutePatterns::new(&self.routes) {
             return Err(("routes", format!("has an invalid pattern: {error}")));
         }
-        if self.routes.iter().any(|route| route.contains('\0')) {
-            return Err(("routes", "must not contain NUL characters".to_owned()));
-        }
-        if self.name.contains('\0') {
-            return Err(("name", "must not contain NUL characters".to_owned()));
-        }
-        if self
-            .secret
-            .as_ref()
-            .is_some_and(|secret| secret.as_literal().contains('\0'))
-        {
-            return Err(("secret", "must not contain NUL characters".to_owned()));
-        }
+        refuse_nul("routes", self.routes.iter().map(String::as_str))?;
+        refuse_nul("name", [self.name.as_str()])?;
+        refuse_nul(
+            "secret",
+            self.secret.iter().map(SecretReference::as_literal),
+        )?;
         for (name, value) in &self.headers {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
                 || axum::http::HeaderValue::from_str(value).is_err()
@@ -399,16 +392,11 @@ impl SourceConfig {
                 "needs requests_per_second and burst above 0".to_owned(),
             ));
         }
-        if self.config.contains('\0') {
-            return Err(("config", "must not contain NUL characters".to_owned()));
-        }
-        if self
-            .secrets
-            .iter()
-            .any(|secret| secret.as_literal().contains('\0'))
-        {
-            return Err(("secrets", "must not contain NUL characters".to_owned()));
-        }
+        refuse_nul("config", [self.config.as_str()])?;
+        refuse_nul(
+            "secrets",
+            self.secrets.iter().map(SecretReference::as_literal),
+        )?;
         if self.limits.deadline_ms == Some(0) || self.limits.max_memory_bytes == Some(0) {
             return Err((
                 "limits",
@@ -560,6 +548,17 @@ impl Config {
     }
 }
 
+/// Refuses a field whose texts contain NUL, which PostgreSQL cannot store in a text column.
+fn refuse_nul<'a>(
+    field: &'static str,
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<(), (&'static str, String)> {
+    if texts.into_iter().any(|text| text.contains('\0')) {
+        return Err((field, "must not contain NUL characters".to_owned()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,6 +602,14 @@ mod tests {
             (
                 "[[sources]]\nname = \"a\"\nplugin = \"x\"\nconfig = \"a\\u0000b\"",
                 "sources[0].config",
+            ),
+            (
+                "[[sources]]\nname = \"a\"\nplugin = \"x\"\nsecrets = [\"a\\u0000b\"]",
+                "sources[0].secrets",
+            ),
+            (
+                "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nroutes = [\"a\\u0000\"]",
+                "destinations[0].routes",
             ),
             (
                 "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nroutes = [\"a[\"]",
