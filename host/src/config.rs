@@ -579,6 +579,11 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[server]\nmax_body_bytes = -1", "server.max_body_bytes"),
             ("[server]\nlisten_typo = 1", "listen_typo"),
+            ("[tasks]\nplugin_poll_ms = 0", "tasks.plugin_poll_ms"),
+            (
+                "[delivery]\ndestination_refresh_ms = 0",
+                "delivery.destination_refresh_ms",
+            ),
             (
                 "[[sources]]\nname = \"Git Hub\"\nplugin = \"github\"",
                 "sources[0].name",

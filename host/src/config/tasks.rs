@@ -34,16 +34,14 @@ impl TasksConfig {
     /// Every period must be above 0: a zero period would spin its task.
     pub fn check(&self, destination_refresh_ms: u64) -> anyhow::Result<()> {
         let periods = [
-            self.source_refresh_ms,
-            self.plugin_poll_ms,
-            self.queue_gauges_ms,
-            self.listen_retry_ms,
-            destination_refresh_ms,
+            ("tasks.source_refresh_ms", self.source_refresh_ms),
+            ("tasks.plugin_poll_ms", self.plugin_poll_ms),
+            ("tasks.queue_gauges_ms", self.queue_gauges_ms),
+            ("tasks.listen_retry_ms", self.listen_retry_ms),
+            ("delivery.destination_refresh_ms", destination_refresh_ms),
         ];
-        if periods.contains(&0) {
-            bail!(
-                "invalid configuration: the tasks.* periods and delivery.destination_refresh_ms must be above 0"
-            );
+        if let Some((key, _)) = periods.iter().find(|(_, period)| *period == 0) {
+            bail!("invalid configuration: {key} must be above 0");
         }
         Ok(())
     }
