@@ -579,11 +579,6 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[server]\nmax_body_bytes = -1", "server.max_body_bytes"),
             ("[server]\nlisten_typo = 1", "listen_typo"),
-            ("[tasks]\nplugin_poll_ms = 0", "tasks.plugin_poll_ms"),
-            (
-                "[delivery]\ndestination_refresh_ms = 0",
-                "delivery.destination_refresh_ms",
-            ),
             (
                 "[[sources]]\nname = \"Git Hub\"\nplugin = \"github\"",
                 "sources[0].name",
@@ -650,6 +645,21 @@ mod tests {
             (
                 "[[destinations]]\nname = \"d\"\nurl = \"http://x\"\nmax_concurrency = 0",
                 "destinations[0].max_concurrency",
+            ),
+        ];
+        for (text, key) in table {
+            let error = format!("{:#}", Config::from_toml(text).unwrap_err());
+            assert!(error.contains(key), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_zero_background_period_names_its_key() {
+        let table = [
+            ("[tasks]\nplugin_poll_ms = 0", "tasks.plugin_poll_ms"),
+            (
+                "[delivery]\ndestination_refresh_ms = 0",
+                "delivery.destination_refresh_ms",
             ),
         ];
         for (text, key) in table {
