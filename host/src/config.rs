@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::model::source::{RateLimitConfig, SourceSettings};
 use crate::plugins::PluginLimits;
 use crate::signature::Secret;
 
@@ -153,35 +154,6 @@ pub struct RetentionConfig {
     pub interval_seconds: u64,
 }
 
-/// A token bucket: `requests_per_second` refill, `burst` capacity.
-#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    pub requests_per_second: f64,
-    pub burst: u32,
-}
-
-impl RateLimitConfig {
-    /// Whether the bucket refills and holds at least one token (and its burst fits a row).
-    pub fn is_usable(&self) -> bool {
-        self.requests_per_second > 0.0 && self.burst > 0 && self.burst <= i32::MAX as u32
-    }
-}
-
-/// Per-source overrides of the plugin limits; absent keys keep `plugins.limits`.
-#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitOverrides {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deadline_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_memory_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_output_bytes: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_log_bytes: Option<usize>,
-}
-
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -193,20 +165,13 @@ pub struct SourceConfig {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub secrets: Vec<SecretReference>,
-    #[serde(default)]
-    pub config: String,
-    pub signature_tolerance_seconds: Option<u64>,
-    pub rate_limit: Option<RateLimitConfig>,
-    #[serde(default)]
-    pub limits: LimitOverrides,
-    /// Whether a body-only signature's resend (the same body and event type under a new
-    /// delivery id) is a duplicate within the dedupe window; see `dedupe.rs`.
-    #[serde(default = "default_dedupe_on_body")]
-    pub dedupe_on_body: bool,
-}
-
-fn default_dedupe_on_body() -> bool {
-    true
+    // The tunable settings, at the same level as the keys above in TOML and JSON.
+    #[serde(
+        flatten,
+        deserialize_with = "crate::model::settings::deserialize_flattened"
+    )]
+    #[schema(inline)]
+    pub settings: SourceSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -224,7 +189,7 @@ pub struct DestinationConfig {
     // The tunable settings, at the same level as the keys above in TOML and JSON.
     #[serde(
         flatten,
-        deserialize_with = "crate::model::destination::deserialize_flattened"
+        deserialize_with = "crate::model::settings::deserialize_flattened"
     )]
     #[schema(inline)]
     pub settings: crate::model::destination::DestinationSettings,
@@ -348,18 +313,6 @@ pub fn is_plain_name(name: &str) -> bool {
         })
 }
 
-impl LimitOverrides {
-    /// The limits a source runs under: these overrides over `defaults`.
-    pub fn apply(&self, defaults: &PluginLimits) -> PluginLimits {
-        PluginLimits {
-            deadline_ms: self.deadline_ms.unwrap_or(defaults.deadline_ms),
-            max_memory_bytes: self.max_memory_bytes.unwrap_or(defaults.max_memory_bytes),
-            max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
-            max_log_bytes: self.max_log_bytes.unwrap_or(defaults.max_log_bytes),
-        }
-    }
-}
-
 impl SourceConfig {
     /// Checks every field that needs no plugin; an error names the field and the problem.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
@@ -375,35 +328,12 @@ impl SourceConfig {
                 "must be 1-64 characters of a-z, 0-9, '-' and '_'".to_owned(),
             ));
         }
-        if self
-            .signature_tolerance_seconds
-            .is_some_and(|seconds| seconds > 86400)
-        {
-            return Err((
-                "signature_tolerance_seconds",
-                "must be at most 86400 (one day)".to_owned(),
-            ));
-        }
-        if let Some(rate_limit) = self.rate_limit
-            && !rate_limit.is_usable()
-        {
-            return Err((
-                "rate_limit",
-                "needs requests_per_second and burst above 0".to_owned(),
-            ));
-        }
-        refuse_nul("config", [self.config.as_str()])?;
+        refuse_nul("config", [self.settings.config.as_str()])?;
         refuse_nul(
             "secrets",
             self.secrets.iter().map(SecretReference::as_literal),
         )?;
-        if self.limits.deadline_ms == Some(0) || self.limits.max_memory_bytes == Some(0) {
-            return Err((
-                "limits",
-                "deadline_ms and max_memory_bytes must be above 0".to_owned(),
-            ));
-        }
-        Ok(())
+        self.settings.check()
     }
 
     /// The row this source is stored as (its secrets are stored apart).
@@ -411,14 +341,7 @@ impl SourceConfig {
         crate::store::sources::SourceRecord {
             name: self.name.clone(),
             plugin: self.plugin.clone(),
-            config: self.config.clone(),
-            signature_tolerance_seconds: self
-                .signature_tolerance_seconds
-                .map(|seconds| seconds as i64),
-            rate_limit_requests_per_second: self.rate_limit.map(|limit| limit.requests_per_second),
-            rate_limit_burst: self.rate_limit.map(|limit| limit.burst as i32),
-            limit_overrides: serde_json::to_value(&self.limits).expect("limit overrides serialize"),
-            dedupe_on_body: self.dedupe_on_body,
+            settings: self.settings.clone(),
         }
     }
 }
@@ -773,7 +696,10 @@ mod tests {
             "[[sources]]\nname = \"a\"\nplugin = \"x\"\nlimits = { deadline_ms = 250 }",
         )
         .unwrap();
-        let limits = config.sources[0].limits.apply(&config.plugins.limits);
+        let limits = config
+            .plugins
+            .limits
+            .with_overrides(&config.sources[0].settings.limits);
         assert_eq!(limits.deadline_ms, 250);
         assert_eq!(
             limits.max_memory_bytes,

@@ -387,7 +387,10 @@ pub fn check_config(text: &str) {
     for source in &config.sources {
         assert!(source.check().is_ok());
         let _ = source.to_record();
-        let _ = source.limits.apply(&config.plugins.limits);
+        let _ = config
+            .plugins
+            .limits
+            .with_overrides(&source.settings.limits);
     }
     for destination in &config.destinations {
         assert!(destination.check().is_ok());

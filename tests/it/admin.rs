@@ -373,6 +373,14 @@ async fn the_openapi_document_describes_exactly_the_routes_that_exist() {
         "routed but not documented: {undocumented:?}; documented but not routed: {unrouted:?}"
     );
     assert!(routed.len() > 20, "the router's own list: {routed:?}");
+    // A database outage answers 503 on every operation (`outage::admin_reads_answer_503_…`).
+    for (method, path) in &documented {
+        let responses = &paths[path][method.to_lowercase()]["responses"];
+        assert!(
+            responses.get("503").is_some(),
+            "{method} {path} does not list 503"
+        );
+    }
     // A path id that is not a UUID names nothing: a JSON 404 like any unknown id, not the
     // framework's plain-text 400, which the document does not list.
     for path in [

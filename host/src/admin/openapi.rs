@@ -13,6 +13,7 @@ use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use super::{AdminState, ErrorBody, destinations, events, plugins, replay, secrets, sources};
 use crate::config::{DestinationConfig, SourceConfig};
 use crate::model::destination::DestinationSettings;
+use crate::model::source::SourceSettings;
 use crate::store;
 
 #[derive(OpenApi)]
@@ -46,8 +47,8 @@ use crate::store;
     components(schemas(
         sources::SourceView,
         SourceConfig,
-        crate::config::RateLimitConfig,
-        crate::config::LimitOverrides,
+        crate::model::source::RateLimitConfig,
+        crate::model::source::LimitOverrides,
         store::secrets::SecretView,
         secrets::NewSecret,
         secrets::CreatedSecret,
@@ -85,23 +86,28 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The statuses any operation may answer besides its own: 500 when the server fails (the
-/// database, most often), and 413 for a request body over the limit, so that the document lists
-/// every status the API can give.
+/// The statuses any operation may answer besides its own: 500 when the server fails, 503 while
+/// the database is unavailable, and 413 for a request body over the limit, so that the document
+/// lists every status the API can give.
 struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let failure = ResponseBuilder::new()
-            .description("The server failed; the server log has the cause.")
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
+        let error_body = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let failure = error_body("The server failed; the server log has the cause.");
+        let unavailable =
+            error_body("The database is unavailable; the same request may succeed later.");
         let too_large = ResponseBuilder::new()
             .description("The body is over the limit (2 MiB; 128 MiB for a plugin upload).")
             .build();
@@ -115,6 +121,7 @@ impl utoipa::Modify for CommonResponses {
             for operation in operations.into_iter().flatten() {
                 let responses = &mut operation.responses.responses;
                 responses.insert("500".to_owned(), failure.clone().into());
+                responses.insert("503".to_owned(), unavailable.clone().into());
                 if operation.request_body.is_some() {
                     responses.insert("413".to_owned(), too_large.clone().into());
                 }
@@ -123,29 +130,71 @@ impl utoipa::Modify for CommonResponses {
     }
 }
 
-/// `#[serde(flatten)]` makes utoipa document `DestinationConfig` and `DestinationView` as
-/// `allOf` [the settings with their defaults, the other keys]. On the wire each is one object,
-/// and the document has always described it as one, without defaults: this merges each back,
-/// so that moving the settings into `DestinationSettings` left the document as it was.
+/// `#[serde(flatten)]` makes utoipa document the config and view types of sources and
+/// destinations as `allOf` [the settings with their defaults, the other keys]. On the wire each
+/// is one object, and the document has always described it as one, without defaults: this
+/// merges each back, so that moving the settings into `SourceSettings` and
+/// `DestinationSettings` left the document as it was.
 struct FlattenedSettings;
+
+/// A type the settings are flattened into: its schema's name, whether it is a view (which shows
+/// every setting), and the key the settings follow in its field order.
+struct Flattened {
+    schema: &'static str,
+    view: bool,
+    after: &'static str,
+    /// The settings' default, serialized: its keys in field order and which of them may be null.
+    defaults: fn() -> String,
+}
+
+fn serialized<Settings: Default + serde::Serialize>() -> String {
+    serde_json::to_string(&Settings::default()).expect("the settings serialize")
+}
+
+const FLATTENED: [Flattened; 4] = [
+    Flattened {
+        schema: "SourceConfig",
+        view: false,
+        after: "plugin",
+        defaults: serialized::<SourceSettings>,
+    },
+    Flattened {
+        schema: "SourceView",
+        view: true,
+        after: "plugin",
+        defaults: serialized::<SourceSettings>,
+    },
+    Flattened {
+        schema: "DestinationConfig",
+        view: false,
+        after: "headers",
+        defaults: serialized::<DestinationSettings>,
+    },
+    Flattened {
+        schema: "DestinationView",
+        view: true,
+        after: "headers",
+        defaults: serialized::<DestinationSettings>,
+    },
+];
 
 impl utoipa::Modify for FlattenedSettings {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        for (name, view) in [("DestinationConfig", false), ("DestinationView", true)] {
-            if let Some(schema) = components.schemas.get_mut(name) {
-                merge_flattened_settings(schema, view);
+        for flattened in &FLATTENED {
+            if let Some(schema) = components.schemas.get_mut(flattened.schema) {
+                merge_flattened_settings(schema, flattened);
             }
         }
     }
 }
 
-/// Merges the settings into the object of the other keys, in field order after `headers` (where
-/// both types flatten them). The view always shows every setting, so there a setting is required
-/// unless it may be null; the config's input may leave any out, and refuses unknown keys.
-fn merge_flattened_settings(schema: &mut RefOr<Schema>, view: bool) {
+/// Merges the settings into the object of the other keys, in field order after `after`. The
+/// view always shows every setting, so there a setting is required unless it may be null; the
+/// config's input may leave any out, and refuses unknown keys.
+fn merge_flattened_settings(schema: &mut RefOr<Schema>, flattened: &Flattened) {
     let RefOr::T(Schema::AllOf(all_of)) = schema else {
         return;
     };
@@ -160,28 +209,31 @@ fn merge_flattened_settings(schema: &mut RefOr<Schema>, view: bool) {
     };
     object.description = all_of.description.take();
     // The settings in field order, which their JSON keeps (the schema's map is sorted).
-    let defaults = DestinationSettings::default();
-    let text = serde_json::to_string(&defaults).expect("the settings serialize");
-    let values = serde_json::to_value(&defaults).expect("the settings serialize");
+    let text = (flattened.defaults)();
+    let values: serde_json::Value = serde_json::from_str(&text).expect("the settings parse");
     let mut keys: Vec<String> = settings.properties.keys().cloned().collect();
     keys.sort_by_key(|key| text.find(&format!("\"{key}\":")));
-    let after = object.required.iter().position(|key| key == "headers");
+    let after = object
+        .required
+        .iter()
+        .position(|key| key == flattened.after);
     let mut at = after.map_or(object.required.len(), |index| index + 1);
     for (key, mut property) in settings.properties {
         match &mut property {
             RefOr::T(Schema::Object(property)) => {
                 property.default = None;
                 // The view showed the worker's `usize` here, which has no format.
-                if view && key == "max_concurrency" {
+                if flattened.view && key == "max_concurrency" {
                     property.format = None;
                 }
             }
             RefOr::T(Schema::Array(property)) => property.default = None,
+            RefOr::T(Schema::OneOf(property)) => property.default = None,
             _ => {}
         }
         object.properties.insert(key, property);
     }
-    if view {
+    if flattened.view {
         for key in keys.into_iter().filter(|key| !values[key].is_null()) {
             object.required.insert(at, key);
             at += 1;

@@ -14,6 +14,7 @@ use super::secrets::{CreatedSecret, NewSecret, add_secret, literal_secret, retir
 use super::{AdminState, ErrorBody, done_or, json_body, no_such, same_name};
 use crate::config::SourceConfig;
 use crate::http_error::ApiError;
+use crate::model::source::SourceSettings;
 use crate::signature::SignatureScheme;
 use crate::store::{self, secrets::SecretOwner};
 
@@ -24,40 +25,25 @@ pub struct SourceView {
     /// Where the platform sends its webhooks.
     pub webhook_path: String,
     pub plugin: String,
-    pub config: String,
-    pub signature_tolerance_seconds: Option<i64>,
-    pub rate_limit: Option<crate::config::RateLimitConfig>,
-    pub limits: crate::config::LimitOverrides,
-    pub dedupe_on_body: bool,
+    // The tunable settings, at the same level as the keys above.
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub settings: SourceSettings,
     pub secrets: Vec<store::secrets::SecretView>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl SourceView {
-    fn new(source: store::sources::StoredSource) -> Result<SourceView, ApiError> {
+    fn new(source: store::sources::StoredSource) -> SourceView {
         let record = source.record;
-        let limits = serde_json::from_value(record.limit_overrides)
-            .map_err(|error| ApiError::internal(&anyhow::Error::from(error)))?;
-        Ok(SourceView {
+        SourceView {
             webhook_path: format!("/webhooks/{}", record.name),
             name: record.name,
             plugin: record.plugin,
-            config: record.config,
-            signature_tolerance_seconds: record.signature_tolerance_seconds,
-            rate_limit: record
-                .rate_limit_requests_per_second
-                .zip(record.rate_limit_burst)
-                .map(
-                    |(requests_per_second, burst)| crate::config::RateLimitConfig {
-                        requests_per_second,
-                        burst: burst.max(0) as u32,
-                    },
-                ),
-            limits,
-            dedupe_on_body: record.dedupe_on_body,
+            settings: record.settings,
             secrets: source.secrets.into_iter().map(|(view, _)| view).collect(),
             updated_at: source.updated_at,
-        })
+        }
     }
 }
 
@@ -100,7 +86,7 @@ async fn existing_source(
 }
 
 async fn find_source(state: &AdminState, name: &str) -> Result<SourceView, ApiError> {
-    SourceView::new(existing_source(state, name).await?)
+    Ok(SourceView::new(existing_source(state, name).await?))
 }
 
 /// Parses and checks a source, then loads its plugin with its config and limits, so that a
@@ -162,12 +148,8 @@ fn check_source_secret(
 pub(super) async fn list_sources(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
-    store::sources::load_sources(&state.pool)
-        .await?
-        .into_iter()
-        .map(SourceView::new)
-        .collect::<Result<Vec<_>, _>>()
-        .map(Json)
+    let sources = store::sources::load_sources(&state.pool).await?;
+    Ok(Json(sources.into_iter().map(SourceView::new).collect()))
 }
 
 #[utoipa::path(post, path = "/admin/v1/sources", tag = "sources",

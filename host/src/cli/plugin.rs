@@ -464,7 +464,7 @@ fn check_data(
 
 /// Whether the signature was checked as the server checks it before `handle` (a secret was
 /// given and the scheme is one the host checks), which decides whether the plugin may sign.
-fn request_check(settings: &crate::plugins::SourceSettings, checked: bool) -> RequestCheck {
+fn request_check(settings: &crate::plugins::ConfiguredSource, checked: bool) -> RequestCheck {
     if checked && settings.signature.is_checked_by_host() {
         RequestCheck::VerifiedByHost
     } else {

@@ -48,9 +48,15 @@ pub async fn send(options: SendOptions) -> anyhow::Result<bool> {
     })?;
     let plugin_path: &Path = &config.plugins.dir.join(format!("{}.wasm", source.plugin));
     let plugin = runtime
-        .load_file(plugin_path, source.limits.apply(&config.plugins.limits))
+        .load_file(
+            plugin_path,
+            config
+                .plugins
+                .limits
+                .with_overrides(&source.settings.limits),
+        )
         .await?;
-    let settings = plugin.configure(&source.config).await?;
+    let settings = plugin.configure(&source.settings.config).await?;
     let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     if let Some(dedupe_header) = &settings.dedupe_header
         && !headers.iter().any(|(name, _)| name == dedupe_header)

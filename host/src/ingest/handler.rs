@@ -44,7 +44,7 @@ const PRE_AUTH_TRACKED_ADDRESSES: usize = 65_536;
 /// taken before anything else.
 pub fn router(
     state: Arc<IngestState>,
-    pre_auth_rate_limit: Option<crate::config::RateLimitConfig>,
+    pre_auth_rate_limit: Option<crate::model::source::RateLimitConfig>,
 ) -> axum::Router {
     let router = axum::Router::new()
         .route("/webhooks/{source}", axum::routing::post(receive_webhook))

@@ -3,9 +3,9 @@
 //! other's. `DestinationSettings` is the one home of a destination's tunable settings and their
 //! defaults: the config, the admin API's input and view, the row and the worker all hold it.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::model::settings::{FlattenedSettings, Keys, keys_of};
 use crate::signature::Secret;
 
 /// A destination's tunable settings, as the config and the admin API write them (durations in
@@ -132,55 +132,13 @@ impl DestinationSettings {
     }
 }
 
-/// The settings' keys (every field serializes, so the default's JSON has them all).
-fn setting_keys() -> &'static [&'static str] {
-    static KEYS: LazyLock<Vec<&'static str>> =
-        LazyLock::new(
-            || match serde_json::to_value(DestinationSettings::default()) {
-                Ok(serde_json::Value::Object(settings)) => settings
-                    .keys()
-                    .map(|key| &*Box::leak(key.clone().into_boxed_str()))
-                    .collect(),
-                _ => Vec::new(),
-            },
-        );
-    &KEYS
-}
+impl FlattenedSettings for DestinationSettings {
+    const NAME: &'static str = "DestinationSettings";
 
-/// Reads settings flattened into another type (`#[serde(flatten, deserialize_with = …)]`) so
-/// that an error names its key. A flattened value is buffered before it is read, and an error
-/// in a buffered value names no key: the config's error would stop at `destinations[0]`.
-pub fn deserialize_flattened<'de, D>(deserializer: D) -> Result<DestinationSettings, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    struct Given;
-    impl<'de> serde::de::Visitor<'de> for Given {
-        type Value = serde_json::Map<String, serde_json::Value>;
-        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-            formatter.write_str("destination settings")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut given = serde_json::Map::new();
-            while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
-                given.insert(key, value);
-            }
-            Ok(given)
-        }
+    fn keys() -> &'static [&'static str] {
+        static KEYS: Keys = Keys::new(keys_of::<DestinationSettings>);
+        &KEYS
     }
-    use serde::de::Error;
-    // Asking for a struct with the settings' keys takes exactly those from the enclosing map;
-    // the enclosing type refuses whatever is left.
-    let given = deserializer.deserialize_struct("DestinationSettings", setting_keys(), Given)?;
-    for (key, value) in &given {
-        let alone = serde_json::json!({ key: value });
-        serde_json::from_value::<DestinationSettings>(alone)
-            .map_err(|error| D::Error::custom(format!("{key}: {error}")))?;
-    }
-    serde_json::from_value(serde_json::Value::Object(given)).map_err(D::Error::custom)
 }
 
 /// A destination as stored; its secrets live in `destination_secrets`, and the store writes

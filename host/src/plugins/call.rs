@@ -17,8 +17,8 @@ use super::wit::{
     scheme_from_wit,
 };
 use super::{
-    ConfigureError, Plugin, PluginCallError, PluginCallReport, PluginManifest, PluginRequest,
-    RequestCheck, SourceSettings, escape_for_log,
+    ConfigureError, ConfiguredSource, Plugin, PluginCallError, PluginCallReport, PluginManifest,
+    PluginRequest, RequestCheck, escape_for_log,
 };
 use crate::metrics;
 use crate::signature::Secret;
@@ -38,7 +38,7 @@ impl Plugin {
     }
 
     /// Checks one source's configuration string and derives its settings.
-    pub async fn configure(&self, config: &str) -> Result<SourceSettings, ConfigureError> {
+    pub async fn configure(&self, config: &str) -> Result<ConfiguredSource, ConfigureError> {
         let (settings, _) = self
             .run("configure", CallSecrets::none(), async |plugin, store| {
                 plugin
@@ -49,7 +49,7 @@ impl Plugin {
             .await
             .map_err(ConfigureError::Call)?;
         let settings = settings.map_err(ConfigureError::Refused)?;
-        let settings = SourceSettings {
+        let settings = ConfiguredSource {
             signature: scheme_from_wit(settings.signature),
             dedupe_header: settings.dedupe_header,
         };

@@ -60,6 +60,18 @@ pub struct PluginLimits {
     pub max_log_bytes: usize,
 }
 
+impl PluginLimits {
+    /// The limits a source runs under: its overrides over these.
+    pub fn with_overrides(&self, overrides: &crate::model::source::LimitOverrides) -> PluginLimits {
+        PluginLimits {
+            deadline_ms: overrides.deadline_ms.unwrap_or(self.deadline_ms),
+            max_memory_bytes: overrides.max_memory_bytes.unwrap_or(self.max_memory_bytes),
+            max_output_bytes: overrides.max_output_bytes.unwrap_or(self.max_output_bytes),
+            max_log_bytes: overrides.max_log_bytes.unwrap_or(self.max_log_bytes),
+        }
+    }
+}
+
 impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
@@ -179,9 +191,11 @@ pub struct PluginManifest {
     pub event_types: Vec<String>,
 }
 
-/// How one source bound to a plugin is set up.
+/// What a plugin's `configure()` made of one source's config (the contract's
+/// `source-settings`): the signature scheme its requests are checked with and the header that
+/// carries their delivery id.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct SourceSettings {
+pub struct ConfiguredSource {
     pub signature: SignatureScheme,
     pub dedupe_header: Option<String>,
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::delivery::breaker::{Admission, CircuitBreaker, Transition};
 use crate::model::events::NormalizedEvent;
-use crate::plugins::{Plugin, PluginLimits, PluginRuntime, SourceSettings};
+use crate::plugins::{ConfiguredSource, Plugin, PluginLimits, PluginRuntime};
 use crate::rate_limit::TokenBucket;
 use crate::signature::{self, Secret};
 use crate::sources::destinations::{DestinationRoutes, destination_routes};
@@ -44,7 +44,7 @@ pub struct SourceRuntime {
 /// A loaded plugin version and what it made of the source's configuration.
 pub struct ActivePlugin {
     pub plugin: Plugin,
-    pub settings: SourceSettings,
+    pub settings: ConfiguredSource,
     pub version_id: Uuid,
 }
 
@@ -74,7 +74,7 @@ impl SourceRuntime {
     /// The body key of a request's events (see `dedupe::body_key`), when this source has one.
     pub fn body_key(
         &self,
-        settings: &SourceSettings,
+        settings: &ConfiguredSource,
         events: &[NormalizedEvent],
         body: &[u8],
     ) -> Option<[u8; 32]> {
@@ -394,10 +394,8 @@ pub async fn build_source(
     defaults: &SourceDefaults,
 ) -> anyhow::Result<SourceRuntime> {
     let record = &source.record;
-    let overrides: crate::config::LimitOverrides =
-        serde_json::from_value(record.limit_overrides.clone())
-            .context("reading the source's limit overrides")?;
-    let limits = overrides.apply(&defaults.limits);
+    let settings = &record.settings;
+    let limits = defaults.limits.with_overrides(&settings.limits);
     let version_id = active_version(pool, &record.plugin).await?;
     let active = load_for_source(
         runtime,
@@ -405,22 +403,18 @@ pub async fn build_source(
         &record.plugin,
         version_id,
         limits.clone(),
-        &record.config,
+        &settings.config,
     )
     .await
     .with_context(|| format!("plugin {}", record.plugin))?;
     warn_about_unusable_secrets(&record.name, &active.settings.signature, &source.secrets);
-    let rate_limiter = match (
-        record.rate_limit_requests_per_second,
-        record.rate_limit_burst,
-    ) {
-        (Some(rate), Some(burst)) => Some(Mutex::new(TokenBucket::new(
-            rate,
-            burst.max(1) as u32,
+    let rate_limiter = settings.rate_limit.map(|limit| {
+        Mutex::new(TokenBucket::new(
+            limit.requests_per_second,
+            limit.burst.max(1),
             Instant::now(),
-        ))),
-        _ => None,
-    };
+        ))
+    });
     Ok(SourceRuntime {
         name: record.name.clone(),
         revision: source.updated_at,
@@ -432,11 +426,10 @@ pub async fn build_source(
             .iter()
             .map(|(_, secret)| Secret::new(secret.clone()))
             .collect(),
-        config: record.config.clone(),
-        signature_tolerance_seconds: record
-            .signature_tolerance_seconds
-            .unwrap_or(defaults.signature_tolerance_seconds as i64),
-        dedupe_on_body: record.dedupe_on_body,
+        config: settings.config.clone(),
+        signature_tolerance_seconds: settings
+            .signature_tolerance(defaults.signature_tolerance_seconds),
+        dedupe_on_body: settings.dedupe_on_body,
         rate_limiter,
         plugin_breaker: Mutex::new(CircuitBreaker::new(
             defaults.plugin_breaker_failure_threshold,

@@ -6,21 +6,17 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::model::source::{RateLimitConfig, SourceSettings};
 use crate::store::error::{Context, StoreError};
 use crate::store::secrets::{self, Change, SecretOwner, SecretView, WriteMode};
 
-/// A source's settings as stored; its secrets live in `source_secrets`.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+/// A source as stored; its secrets live in `source_secrets`, and the store writes its rate
+/// limit as two columns and its limit overrides as a JSON object.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SourceRecord {
     pub name: String,
     pub plugin: String,
-    pub config: String,
-    pub signature_tolerance_seconds: Option<i64>,
-    pub rate_limit_requests_per_second: Option<f64>,
-    pub rate_limit_burst: Option<i32>,
-    /// The `[sources.limits]` overrides as a JSON object.
-    pub limit_overrides: serde_json::Value,
-    pub dedupe_on_body: bool,
+    pub settings: SourceSettings,
 }
 
 /// A stored source with its secrets, as every host process serves it.
@@ -60,6 +56,7 @@ async fn write_source_settings(
                     EXCLUDED.limit_overrides, EXCLUDED.dedupe_on_body)"
         }
     };
+    let settings = &source.settings;
     let written = sqlx::query(&format!(
         "INSERT INTO sources (name, plugin, config, signature_tolerance_seconds,
              rate_limit_requests_per_second, rate_limit_burst, limit_overrides, dedupe_on_body)
@@ -68,12 +65,16 @@ async fn write_source_settings(
     ))
     .bind(&source.name)
     .bind(&source.plugin)
-    .bind(&source.config)
-    .bind(source.signature_tolerance_seconds)
-    .bind(source.rate_limit_requests_per_second)
-    .bind(source.rate_limit_burst)
-    .bind(&source.limit_overrides)
-    .bind(source.dedupe_on_body)
+    .bind(&settings.config)
+    .bind(
+        settings
+            .signature_tolerance_seconds
+            .map(|seconds| seconds.min(i64::MAX as u64) as i64),
+    )
+    .bind(settings.rate_limit.map(|limit| limit.requests_per_second))
+    .bind(settings.rate_limit.map(|limit| limit.burst as i32))
+    .bind(sqlx::types::Json(&settings.limits))
+    .bind(settings.dedupe_on_body)
     .execute(&mut *transaction)
     .await
     .with_context(|| format!("storing the source {}", source.name))?
@@ -150,9 +151,48 @@ pub async fn delete_source(pool: &PgPool, name: &str) -> Result<Change, StoreErr
 
 #[derive(sqlx::FromRow)]
 struct SourceRow {
-    #[sqlx(flatten)]
-    record: SourceRecord,
+    name: String,
+    plugin: String,
+    config: String,
+    signature_tolerance_seconds: Option<i64>,
+    rate_limit_requests_per_second: Option<f64>,
+    rate_limit_burst: Option<i32>,
+    limit_overrides: serde_json::Value,
+    dedupe_on_body: bool,
     updated_at: DateTime<Utc>,
+}
+
+impl SourceRow {
+    /// The record this row stores. Overrides this version cannot read (a hand edit, or a
+    /// newer version's key) are an error naming the source, not a source run without them.
+    fn record(self) -> Result<SourceRecord, StoreError> {
+        let limits = serde_json::from_value(self.limit_overrides).map_err(|error| {
+            StoreError::other(format!(
+                "reading the limit overrides of the source {}: {error}",
+                self.name
+            ))
+        })?;
+        let rate_limit = self
+            .rate_limit_requests_per_second
+            .zip(self.rate_limit_burst)
+            .map(|(requests_per_second, burst)| RateLimitConfig {
+                requests_per_second,
+                burst: burst.max(0) as u32,
+            });
+        Ok(SourceRecord {
+            name: self.name,
+            plugin: self.plugin,
+            settings: SourceSettings {
+                config: self.config,
+                signature_tolerance_seconds: self
+                    .signature_tolerance_seconds
+                    .map(|seconds| seconds.max(0) as u64),
+                rate_limit,
+                limits,
+                dedupe_on_body: self.dedupe_on_body,
+            },
+        })
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -188,14 +228,15 @@ pub async fn load_sources(pool: &PgPool) -> Result<Vec<StoredSource>, StoreError
             .or_default()
             .push((row.view, row.secret));
     }
-    Ok(rows
-        .into_iter()
-        .map(|row| StoredSource {
-            secrets: secrets_by_source
-                .remove(&row.record.name)
-                .unwrap_or_default(),
-            record: row.record,
-            updated_at: row.updated_at,
+    rows.into_iter()
+        .map(|row| {
+            let updated_at = row.updated_at;
+            let record = row.record()?;
+            Ok(StoredSource {
+                secrets: secrets_by_source.remove(&record.name).unwrap_or_default(),
+                record,
+                updated_at,
+            })
         })
-        .collect())
+        .collect()
 }
