@@ -1347,3 +1347,52 @@ async fn a_secret_longer_than_a_kibibyte_is_refused_naming_the_field() {
     let (_, listed) = app.admin_get("/admin/v1/sources").await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
+
+/// A stored source whose settings this version cannot read (here a limit-overrides key that a
+/// newer version might write) fails alone: the host starts, the other sources serve and the
+/// admin API answers for them, and `/readyz` lists the one that cannot be served.
+#[tokio::test]
+async fn a_source_whose_stored_settings_cannot_be_read_fails_alone() {
+    let receiver = Receiver::start(vec![], Reply::Status(200)).await;
+    let mut app = spawn(&receiver).await;
+    let other = json!({
+        "name": "other",
+        "plugin": "generic",
+        "config": r#"{"signature": {"scheme": "none"}, "type_pointer": "/type"}"#,
+    });
+    let (status, created) = app.admin_post("/admin/v1/sources", &other).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    sqlx::query(
+        "UPDATE sources SET limit_overrides = '{\"from_a_newer_version\": 1}', updated_at = now()
+         WHERE name = 'other'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.restart().await;
+    let (status, answer) = app
+        .post_webhook("acme", &[], r#"{"type": "order.created"}"#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, acme) = app.admin_get("/admin/v1/sources/acme").await;
+    assert_eq!(
+        (status, acme["name"].as_str()),
+        (StatusCode::OK, Some("acme"))
+    );
+    let (status, error) = app.admin_get("/admin/v1/sources/other").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{error}");
+    let (status, answer) = app
+        .post_webhook("other", &[], r#"{"type": "order.created"}"#)
+        .await;
+    assert_ne!(status, StatusCode::ACCEPTED, "{answer}");
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["sources_failing"], json!(["other"]), "{ready}");
+}

@@ -34,16 +34,22 @@ pub struct SourceView {
 }
 
 impl SourceView {
-    fn new(source: store::sources::StoredSource) -> SourceView {
+    /// The view of a stored source; an error for a row this version cannot read, whose
+    /// settings it would show wrong.
+    fn new(source: store::sources::StoredSource) -> Result<SourceView, ApiError> {
+        if let Some(problem) = &source.unreadable {
+            let error = anyhow::anyhow!("the source {}: {problem}", source.record.name);
+            return Err(ApiError::internal(&error));
+        }
         let record = source.record;
-        SourceView {
+        Ok(SourceView {
             webhook_path: format!("/webhooks/{}", record.name),
             name: record.name,
             plugin: record.plugin,
             settings: record.settings,
             secrets: source.secrets.into_iter().map(|(view, _)| view).collect(),
             updated_at: source.updated_at,
-        }
+        })
     }
 }
 
@@ -86,7 +92,7 @@ async fn existing_source(
 }
 
 async fn find_source(state: &AdminState, name: &str) -> Result<SourceView, ApiError> {
-    Ok(SourceView::new(existing_source(state, name).await?))
+    SourceView::new(existing_source(state, name).await?)
 }
 
 /// Parses and checks a source, then loads its plugin with its config and limits, so that a
@@ -117,6 +123,7 @@ async fn checked_source(
         record: input.to_record(),
         secrets: Vec::new(),
         updated_at: Utc::now(),
+        unreadable: None,
     };
     let scheme = built_scheme(state, &candidate)
         .await
@@ -149,7 +156,8 @@ pub(super) async fn list_sources(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
     let sources = store::sources::load_sources(&state.pool).await?;
-    Ok(Json(sources.into_iter().map(SourceView::new).collect()))
+    let views = sources.into_iter().map(SourceView::new);
+    Ok(Json(views.collect::<Result<_, _>>()?))
 }
 
 #[utoipa::path(post, path = "/admin/v1/sources", tag = "sources",

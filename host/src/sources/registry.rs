@@ -393,6 +393,9 @@ pub async fn build_source(
     source: &StoredSource,
     defaults: &SourceDefaults,
 ) -> anyhow::Result<SourceRuntime> {
+    if let Some(problem) = &source.unreadable {
+        anyhow::bail!("{problem}");
+    }
     let record = &source.record;
     let settings = &record.settings;
     let limits = defaults.limits.with_overrides(&settings.limits);

@@ -25,6 +25,10 @@ pub struct StoredSource {
     pub record: SourceRecord,
     pub secrets: Vec<(SecretView, String)>,
     pub updated_at: DateTime<Utc>,
+    /// Why this version cannot read the row's settings (a hand edit, or a key a newer version
+    /// wrote), when it cannot: then `record` holds the defaults in their place, and the source
+    /// must not be served, while every other source is.
+    pub unreadable: Option<String>,
 }
 
 /// Writes a source's settings in `transaction`; `false` when `mode` refused the write.
@@ -163,15 +167,18 @@ struct SourceRow {
 }
 
 impl SourceRow {
-    /// The record this row stores. Overrides this version cannot read (a hand edit, or a
-    /// newer version's key) are an error naming the source, not a source run without them.
-    fn record(self) -> Result<SourceRecord, StoreError> {
-        let limits = serde_json::from_value(self.limit_overrides).map_err(|error| {
-            StoreError::other(format!(
-                "reading the limit overrides of the source {}: {error}",
-                self.name
-            ))
-        })?;
+    /// The record this row stores, and why its limit overrides cannot be read, if they cannot
+    /// (the defaults stand in for them; the caller refuses to serve such a source).
+    fn record(self) -> (SourceRecord, Option<String>) {
+        let (limits, unreadable) = match serde_json::from_value(self.limit_overrides) {
+            Ok(limits) => (limits, None),
+            Err(error) => (
+                Default::default(),
+                Some(format!(
+                    "its stored limit overrides cannot be read: {error}"
+                )),
+            ),
+        };
         let rate_limit = self
             .rate_limit_requests_per_second
             .zip(self.rate_limit_burst)
@@ -179,7 +186,7 @@ impl SourceRow {
                 requests_per_second,
                 burst: burst.max(0) as u32,
             });
-        Ok(SourceRecord {
+        let record = SourceRecord {
             name: self.name,
             plugin: self.plugin,
             settings: SourceSettings {
@@ -191,7 +198,8 @@ impl SourceRow {
                 limits,
                 dedupe_on_body: self.dedupe_on_body,
             },
-        })
+        };
+        (record, unreadable)
     }
 }
 
@@ -228,15 +236,17 @@ pub async fn load_sources(pool: &PgPool) -> Result<Vec<StoredSource>, StoreError
             .or_default()
             .push((row.view, row.secret));
     }
-    rows.into_iter()
+    Ok(rows
+        .into_iter()
         .map(|row| {
             let updated_at = row.updated_at;
-            let record = row.record()?;
-            Ok(StoredSource {
+            let (record, unreadable) = row.record();
+            StoredSource {
                 secrets: secrets_by_source.remove(&record.name).unwrap_or_default(),
                 record,
                 updated_at,
-            })
+                unreadable,
+            }
         })
-        .collect()
+        .collect())
 }
