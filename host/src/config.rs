@@ -576,6 +576,35 @@ mod tests {
         }
     }
 
+    /// The source settings are flattened like the destination ones, and their reader names
+    /// the key itself, for a wrong type, an unknown key inside a setting and a misspelt one.
+    #[test]
+    fn a_bad_source_setting_names_its_key() {
+        let source = "[[sources]]\nname = \"a\"\nplugin = \"x\"\n";
+        let table = [
+            (
+                "signature_tolerance_seconds = \"x\"",
+                "signature_tolerance_seconds",
+            ),
+            (
+                "signature_tolerance_seconds = 86401",
+                "sources[0].signature_tolerance_seconds",
+            ),
+            ("rate_limit = 1", "rate_limit"),
+            ("limits = { deadline = 1 }", "limits"),
+            ("dedupe_on_body = \"no\"", "dedupe_on_body"),
+            (
+                "rate_limt = { requests_per_second = 1.0, burst = 1 }",
+                "rate_limt",
+            ),
+        ];
+        for (line, key) in table {
+            let text = format!("{source}{line}");
+            let error = format!("{:#}", Config::from_toml(&text).unwrap_err());
+            assert!(error.contains(key), "{text:?}: {error}");
+        }
+    }
+
     #[test]
     fn a_zero_background_period_names_its_key() {
         let table = [

@@ -13,6 +13,7 @@ use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use super::{AdminState, ErrorBody, destinations, events, plugins, replay, secrets, sources};
 use crate::config::{DestinationConfig, SourceConfig};
 use crate::model::destination::DestinationSettings;
+use crate::model::settings::FlattenedSettings;
 use crate::model::source::SourceSettings;
 use crate::store;
 
@@ -68,7 +69,7 @@ use crate::store;
         plugins::ActivateRequest,
         ErrorBody,
     )),
-    modifiers(&BearerAuth, &CommonResponses, &FlattenedSettings),
+    modifiers(&BearerAuth, &CommonResponses, &MergedSettings),
     security(("bearer" = []))
 )]
 pub struct AdminApiDoc;
@@ -135,50 +136,46 @@ impl utoipa::Modify for CommonResponses {
 /// is one object, and the document has always described it as one, without defaults: this
 /// merges each back, so that moving the settings into `SourceSettings` and
 /// `DestinationSettings` left the document as it was.
-struct FlattenedSettings;
+struct MergedSettings;
 
 /// A type the settings are flattened into: its schema's name, whether it is a view (which shows
-/// every setting), and the key the settings follow in its field order.
+/// every setting), the key the settings follow in its field order, and the settings' keys in
+/// field order with which of them may be null.
 struct Flattened {
     schema: &'static str,
     view: bool,
     after: &'static str,
-    /// The settings' default, serialized: its keys in field order and which of them may be null.
-    defaults: fn() -> String,
+    keys: fn() -> &'static [&'static str],
+    defaults: fn() -> serde_json::Value,
 }
 
-fn serialized<Settings: Default + serde::Serialize>() -> String {
-    serde_json::to_string(&Settings::default()).expect("the settings serialize")
+fn defaults_of<Settings: FlattenedSettings>() -> serde_json::Value {
+    serde_json::to_value(Settings::default()).expect("the settings serialize")
+}
+
+/// One entry of `FLATTENED`.
+const fn flattened<Settings: FlattenedSettings>(
+    schema: &'static str,
+    view: bool,
+    after: &'static str,
+) -> Flattened {
+    Flattened {
+        schema,
+        view,
+        after,
+        keys: Settings::keys,
+        defaults: defaults_of::<Settings>,
+    }
 }
 
 const FLATTENED: [Flattened; 4] = [
-    Flattened {
-        schema: "SourceConfig",
-        view: false,
-        after: "plugin",
-        defaults: serialized::<SourceSettings>,
-    },
-    Flattened {
-        schema: "SourceView",
-        view: true,
-        after: "plugin",
-        defaults: serialized::<SourceSettings>,
-    },
-    Flattened {
-        schema: "DestinationConfig",
-        view: false,
-        after: "headers",
-        defaults: serialized::<DestinationSettings>,
-    },
-    Flattened {
-        schema: "DestinationView",
-        view: true,
-        after: "headers",
-        defaults: serialized::<DestinationSettings>,
-    },
+    flattened::<SourceSettings>("SourceConfig", false, "plugin"),
+    flattened::<SourceSettings>("SourceView", true, "plugin"),
+    flattened::<DestinationSettings>("DestinationConfig", false, "headers"),
+    flattened::<DestinationSettings>("DestinationView", true, "headers"),
 ];
 
-impl utoipa::Modify for FlattenedSettings {
+impl utoipa::Modify for MergedSettings {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let Some(components) = openapi.components.as_mut() else {
             return;
@@ -208,11 +205,7 @@ fn merge_flattened_settings(schema: &mut RefOr<Schema>, flattened: &Flattened) {
         return;
     };
     object.description = all_of.description.take();
-    // The settings in field order, which their JSON keeps (the schema's map is sorted).
-    let text = (flattened.defaults)();
-    let values: serde_json::Value = serde_json::from_str(&text).expect("the settings parse");
-    let mut keys: Vec<String> = settings.properties.keys().cloned().collect();
-    keys.sort_by_key(|key| text.find(&format!("\"{key}\":")));
+    let values = (flattened.defaults)();
     let after = object
         .required
         .iter()
@@ -234,8 +227,12 @@ fn merge_flattened_settings(schema: &mut RefOr<Schema>, flattened: &Flattened) {
         object.properties.insert(key, property);
     }
     if flattened.view {
-        for key in keys.into_iter().filter(|key| !values[key].is_null()) {
-            object.required.insert(at, key);
+        // The settings in field order (the schema's map is sorted).
+        let keys = (flattened.keys)()
+            .iter()
+            .filter(|key| !values[**key].is_null());
+        for key in keys {
+            object.required.insert(at, key.to_string());
             at += 1;
         }
     } else {

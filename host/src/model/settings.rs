@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 pub trait FlattenedSettings:
     Default + serde::Serialize + serde::de::DeserializeOwned + 'static
 {
-    /// The name errors and the OpenAPI document give the settings.
+    /// The type's name, which the reader hands serde as the name of the struct it reads.
     const NAME: &'static str;
 
     /// The settings' keys, in field order; implemented with `keys_of` in a `LazyLock`.
