@@ -132,9 +132,11 @@ send: release
 # Benchmarks (not run by `make test`; about 10-15 minutes): the whole set with fixed counts,
 # printed as tables and written to the generated block of BENCHMARKS.md. See scripts/bench.sh.
 # The load generator is its own crate (tools/bench), so the release binary does not carry it.
+# `make bench BASELINE=<rev>` also runs the build of <rev> against this one (scripts/bench-baseline.sh).
+BASELINE ?=
 bench: postgres plugins release
 	cargo build --release -p wasmhook-bench
-	WASMHOOK=$(WASMHOOK) WASMHOOK_BENCH=$(WASMHOOK_BENCH) scripts/bench.sh
+	WASMHOOK=$(WASMHOOK) WASMHOOK_BENCH=$(WASMHOOK_BENCH) BASELINE=$(BASELINE) scripts/bench.sh
 
 clean:
 	rm -rf target

@@ -10,7 +10,9 @@
 # load generator (`tools/bench`, `wasmhook-bench`), which starts the release binary as its hosts.
 # Takes about 10-15 minutes on two cores. The counts can be lowered through the environment for a
 # quick check of the script itself (for example INGEST_REQUESTS=500 PREFILL_EVENTS=20000); the
-# block records the commands exactly as they ran.
+# block records the commands exactly as they ran. With BASELINE=<rev> (`make bench
+# BASELINE=b2823e8`), it also builds that revision in a worktree and runs it and the current
+# build back to back (scripts/bench-baseline.sh), printing their ratios.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -115,6 +117,15 @@ e2e_args=(e2e --hosts 1 --hosts 2 --connections 4 --connections 64
     --requests "$E2E_REQUESTS" --warmup "$E2E_WARMUP")
 run e2e "wasmhook-bench ${e2e_args[*]}" "$WASMHOOK_BENCH" "${e2e_args[@]}"
 
+# With BASELINE=<rev>: the current build against that revision's, back to back.
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ]; then
+    run baseline "scripts/bench-baseline.sh $BASELINE" \
+        env WASMHOOK="$WASMHOOK" WASMHOOK_BENCH="$WASMHOOK_BENCH" INGEST_REQUESTS="$INGEST_REQUESTS" \
+        INGEST_WARMUP="$INGEST_WARMUP" E2E_REQUESTS="$E2E_REQUESTS" E2E_WARMUP="$E2E_WARMUP" \
+        scripts/bench-baseline.sh "$BASELINE"
+fi
+
 total_seconds=$((SECONDS - started_seconds))
 
 # --- The generated block ----------------------------------------------------------------------
@@ -164,6 +175,9 @@ section() {
     section 'Ingest: 1, 16, 64 and 256 connections, against bare axum' ingest
     section "Ingest before and after adding $PREFILL_EVENTS rows to the events table" prefill
     section 'End to end: 1 and 2 host processes on one database' e2e
+    if [ -n "$BASELINE" ]; then
+        section "Against the baseline $BASELINE" baseline
+    fi
     echo
     echo '<!-- bench:end -->'
 } > "$OUT/block.md"

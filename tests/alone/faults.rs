@@ -222,7 +222,10 @@ async fn with_postgresql_stopped_ingest_answers_503_and_recovers_without_a_resta
         move || {
             wasmhook::store::embedded_postgres::EmbeddedPostgres::start(
                 &path,
-                wasmhook::store::embedded_postgres::ClusterOptions { throwaway: true },
+                wasmhook::store::embedded_postgres::ClusterOptions {
+                    throwaway: true,
+                    ..wasmhook::store::embedded_postgres::ClusterOptions::default()
+                },
             )
             .unwrap()
         }

@@ -442,7 +442,16 @@ async fn a_database_outage_answers_503_and_the_host_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = tokio::task::spawn_blocking({
         let path = dir.path().to_path_buf();
-        move || EmbeddedPostgres::start(&path, ClusterOptions { throwaway: true }).unwrap()
+        move || {
+            EmbeddedPostgres::start(
+                &path,
+                ClusterOptions {
+                    throwaway: true,
+                    ..ClusterOptions::default()
+                },
+            )
+            .unwrap()
+        }
     })
     .await
     .unwrap();

@@ -13,6 +13,7 @@ mod fuzz_regressions;
 mod hostile_input;
 mod hot_reload;
 mod ingest;
+mod integrity;
 mod limits;
 mod outage;
 mod plugin_cli;

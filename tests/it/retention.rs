@@ -144,6 +144,26 @@ allow_private_networks = true
     .await
     .unwrap();
     assert_eq!(old_attempts, 0);
+    assert_no_orphans(&app.pool).await;
+}
+
+/// No event outlived its request and no job its event: retention deletes them together, since
+/// no foreign key cascades (migration 0009).
+async fn assert_no_orphans(pool: &sqlx::PgPool) {
+    let (orphan_events, orphan_jobs): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events e
+                 WHERE NOT EXISTS (SELECT 1 FROM raw_requests r WHERE r.id = e.raw_request_id)),
+                (SELECT count(*) FROM delivery_jobs j
+                 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_row_id))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (orphan_events, orphan_jobs),
+        (0, 0),
+        "orphans after retention"
+    );
 }
 
 fn settings() -> RetentionSettings {
@@ -297,6 +317,7 @@ async fn what_is_kept_for_replay_has_its_own_retention_and_deletions_are_counted
         assert_eq!(exists(&app.pool, id).await, kept, "{what}: kept");
     }
     assert_eq!((totals.raw_requests, totals.replayable_requests), (1, 2));
+    assert_no_orphans(&app.pool).await;
     let after = deleted_counts();
     let deleted =
         |kind: &str| after.get(kind).copied().unwrap_or(0) - before.get(kind).copied().unwrap_or(0);

@@ -644,7 +644,10 @@ fn a_symlinked_authentication_file_is_replaced_and_its_target_left_alone() {
     use std::os::unix::fs::MetadataExt;
     use wasmhook::store::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
     let directory = tempfile::tempdir().unwrap();
-    let options = ClusterOptions { throwaway: true };
+    let options = ClusterOptions {
+        throwaway: true,
+        ..ClusterOptions::default()
+    };
     EmbeddedPostgres::start(directory.path(), options.clone())
         .unwrap()
         .stop()

@@ -8,6 +8,7 @@ use crate::model::destination::{
 };
 use crate::signature::Secret;
 use crate::store::error::{Context, StoreError};
+use crate::store::retention::DESTINATION_DELETION_GUARD_LOCK;
 use crate::store::secrets::{self, Change, SecretOwner, WriteMode};
 
 /// Writes a destination's settings in `transaction`; `false` when `mode` refused the write.
@@ -160,15 +161,31 @@ pub async fn update_destination(
     secrets::commit_change(transaction, "committing the destination").await
 }
 
-/// Deletes a destination with its jobs.
+/// Deletes a destination with its jobs (and, through their foreign key, their attempts). The
+/// guard waits for the ingest batches writing jobs now; a batch that starts later finds the
+/// destination gone and writes no job for it.
 pub async fn delete_destination(pool: &PgPool, name: &str) -> Result<Change, StoreError> {
-    secrets::delete_named(
-        pool,
-        "DELETE FROM destinations WHERE name = $1",
-        name,
-        "deleting the destination",
-    )
-    .await
+    let mut transaction = pool.begin().await.context("deleting the destination")?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(DESTINATION_DELETION_GUARD_LOCK)
+        .execute(&mut *transaction)
+        .await
+        .context("taking the destination deletion guard")?;
+    let deleted = sqlx::query("DELETE FROM destinations WHERE name = $1")
+        .bind(name)
+        .execute(&mut *transaction)
+        .await
+        .context("deleting the destination")?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(Change::NotFound);
+    }
+    sqlx::query("DELETE FROM delivery_jobs WHERE destination_name = $1")
+        .bind(name)
+        .execute(&mut *transaction)
+        .await
+        .context("deleting the destination's jobs")?;
+    secrets::commit_change(transaction, "committing the destination's deletion").await
 }
 
 /// Delivery counts and the last error of one destination.

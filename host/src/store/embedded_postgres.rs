@@ -24,6 +24,9 @@ const PORT: u16 = 5432;
 pub struct ClusterOptions {
     /// Turn off fsync: only for throwaway test clusters, never for data that must survive.
     pub throwaway: bool,
+    /// Load `pg_stat_statements`, which counts every statement the hosts send: only for the
+    /// benchmark's clusters, which report statements per webhook.
+    pub statement_statistics: bool,
 }
 
 /// A running PostgreSQL cluster owned by this process.
@@ -133,6 +136,11 @@ impl EmbeddedPostgres {
         );
         if self.options.throwaway {
             server_options.push_str(" -c fsync=off -c full_page_writes=off");
+        }
+        if self.options.statement_statistics {
+            server_options.push_str(
+                " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all",
+            );
         }
         let mut command = self.command("pg_ctl");
         command
@@ -391,8 +399,14 @@ mod tests {
             .prefix("wasmhook-private-pg")
             .tempdir()
             .unwrap();
-        let cluster = EmbeddedPostgres::start(dir.path(), ClusterOptions { throwaway: true })
-            .expect("the cluster starts");
+        let cluster = EmbeddedPostgres::start(
+            dir.path(),
+            ClusterOptions {
+                throwaway: true,
+                ..ClusterOptions::default()
+            },
+        )
+        .expect("the cluster starts");
         // Debian keeps psql beside the server binaries; other layouts have it on PATH.
         let psql = Some(cluster.bin_dir.join("psql"))
             .filter(|path| path.is_file())

@@ -18,6 +18,7 @@ use crate::model::events::NormalizedEvent;
 use crate::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
 use crate::store::error::{Context, StoreError};
 use crate::store::ingest::plan::{BatchPlan, DedupeKey};
+use crate::store::retention::DESTINATION_DELETION_GUARD_LOCK;
 use crate::store::text::{postgres_text, postgres_text_array};
 
 /// Stores a batch of writes in one transaction and says what became of each: claims the
@@ -319,6 +320,13 @@ async fn insert_jobs(
     if job_rows.is_empty() {
         return Ok(());
     }
+    // Taken before the insert, so that its snapshot is later than any destination deletion
+    // that held the guard: no job is written for a destination deleted with its jobs.
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(DESTINATION_DELETION_GUARD_LOCK)
+        .execute(&mut *transaction)
+        .await
+        .context("taking the destination deletion guard")?;
     sqlx::query(
         "INSERT INTO delivery_jobs (id, event_row_id, destination_name, next_attempt_at, created_at)
          SELECT j.id, j.event_row_id, j.destination_name, $4, $4

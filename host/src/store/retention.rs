@@ -17,6 +17,26 @@ pub const REPLAY_GUARD_LOCK: i64 = 0x7768_5f72_6570_6c61;
 /// whose deliveries all succeeded are still deleted while it runs.
 pub const QUARANTINE_REPLAY_GUARD_LOCK: i64 = 0x7768_5f71_7265_706c;
 
+/// The advisory lock that every ingest batch writing delivery jobs holds shared, and that the
+/// deletion of a destination takes exclusively: the deletion then sees every job written for
+/// the destination, and no batch writes one after it (jobs have no foreign key to their
+/// destination, which cost a lookup and a row lock per job; see migration 0009).
+pub const DESTINATION_DELETION_GUARD_LOCK: i64 = 0x7768_5f64_6573_7464;
+
+/// The end of a statement whose `doomed` names the requests to delete: deletes them with their
+/// events and the events' jobs (and, through their foreign key, the jobs' attempts), in one
+/// statement, since events and jobs have no foreign key to cascade from.
+macro_rules! with_events_and_jobs {
+    () => {
+        ", gone_events AS (
+             DELETE FROM events e USING doomed WHERE e.raw_request_id = doomed.id RETURNING e.id
+         ), gone_jobs AS (
+             DELETE FROM delivery_jobs j USING gone_events WHERE j.event_row_id = gone_events.id
+         )
+         DELETE FROM raw_requests r USING doomed WHERE r.id = doomed.id"
+    };
+}
+
 /// Held by a replay of quarantined requests for its whole run, on a connection of its own
 /// (outside the pool), so that the lock goes with the connection even if the replay is
 /// dropped half-way.
@@ -127,7 +147,8 @@ async fn delete_expired_requests(
     let replayable_guarded = try_guard(&mut transaction, QUARANTINE_REPLAY_GUARD_LOCK).await?;
     let delivered = delete_batch(
         &mut *transaction,
-        "DELETE FROM raw_requests WHERE id IN (
+        concat!(
+            "WITH doomed AS (
              SELECT r.id FROM raw_requests r
              WHERE r.received_at < $1 AND r.status = 'accepted'
                AND NOT EXISTS (
@@ -137,6 +158,8 @@ async fn delete_expired_requests(
              ORDER BY r.received_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED)",
+            with_events_and_jobs!()
+        ),
         events_before,
         batch,
         "deleting old requests and events",
@@ -172,7 +195,8 @@ async fn delete_expired_replayable(
 ) -> Result<u64, StoreError> {
     delete_batch(
         transaction,
-        "DELETE FROM raw_requests WHERE id IN (
+        concat!(
+            "WITH doomed AS (
              SELECT r.id FROM raw_requests r
              WHERE r.received_at < $1
                AND (r.status = 'quarantined' OR EXISTS (
@@ -184,6 +208,8 @@ async fn delete_expired_replayable(
              ORDER BY r.received_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED)",
+            with_events_and_jobs!()
+        ),
         replayable_before,
         batch,
         "deleting old quarantined requests and dead deliveries",

@@ -72,8 +72,14 @@ fn start_cluster() -> String {
         .tempdir()
         .expect("a temporary directory")
         .keep();
-    let cluster = EmbeddedPostgres::start(&dir, ClusterOptions { throwaway: true })
-        .expect("starting a throwaway PostgreSQL cluster");
+    let cluster = EmbeddedPostgres::start(
+        &dir,
+        ClusterOptions {
+            throwaway: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .expect("starting a throwaway PostgreSQL cluster");
     CLUSTER_PID.store(cluster.pid().expect("the cluster runs"), Ordering::SeqCst);
     *CLUSTER_DIR.lock().unwrap() = Some(dir);
     // SAFETY: registering a plain `extern "C" fn` with no captured state is sound; it runs at

@@ -50,7 +50,11 @@ pub async fn open_bench_database(options: &IngestBenchOptions) -> anyhow::Result
                 .context("creating the database directory")?;
             let path = directory.path().to_owned();
             let cluster = tokio::task::spawn_blocking(move || {
-                EmbeddedPostgres::start(&path, ClusterOptions::default())
+                let options = ClusterOptions {
+                    statement_statistics: true,
+                    ..ClusterOptions::default()
+                };
+                EmbeddedPostgres::start(&path, options)
             })
             .await
             .context("starting PostgreSQL")??;
@@ -65,10 +69,26 @@ pub async fn open_bench_database(options: &IngestBenchOptions) -> anyhow::Result
             database
         }
     };
-    let pool = store::connect(&database.url, 2, Duration::from_secs(60))?;
-    store::migrate(&pool).await?;
+    // The hosts migrate the database when they start, each with its own migrations, so that
+    // a baseline build (`make bench BASELINE=<rev>`) runs on the schema it was written for.
+    let pool = bench_pool(&database.url)?;
+    if let Err(error) = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&pool)
+        .await
+    {
+        eprintln!("warning: no statement counts (pg_stat_statements): {error}");
+    }
     pool.close().await;
     Ok(database)
+}
+
+impl BenchDatabase {
+    /// The postmaster of the bench's own cluster, whose processes' CPU time is PostgreSQL's
+    /// share of a run; none with `--database-url`.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid = self.cluster.as_ref()?.pid()?;
+        u32::try_from(pid).ok()
+    }
 }
 
 /// A SQL expression for a version-7-like UUID: the millisecond timestamp `millis_sql` in the
@@ -180,7 +200,7 @@ pub async fn prefill_events(
 
 /// A one-connection pool for the load generator's own statements, which are slow on purpose
 /// (the prefill) and so are not logged as slow.
-fn bench_pool(database_url: &str) -> anyhow::Result<sqlx::PgPool> {
+pub fn bench_pool(database_url: &str) -> anyhow::Result<sqlx::PgPool> {
     use sqlx::ConnectOptions;
     let options = sqlx::postgres::PgConnectOptions::from_str(database_url)
         .context("parsing the database URL")?

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use wasmhook_testkit::receiver::{Receiver, Reply};
 
+use crate::cost::{CostSplit, print_cost_table, read_counters};
 use crate::database::open_bench_database;
 use crate::hosts::{start_host, warm_compile_cache};
 use crate::load::{
@@ -65,6 +66,7 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut one_host: HashMap<usize, f64> = HashMap::new();
     let mut compile_cache = None;
+    let mut costs = Vec::new();
     for &host_count in &options.hosts {
         let database = open_bench_database(&options).await?;
         if compile_cache.is_none() {
@@ -112,6 +114,7 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
                 arrivals.total = 0;
             }
             let send_times = Arc::new(std::sync::Mutex::new(vec![None; requests]));
+            let counters_before = read_counters(&database, &servers).await?;
             let started = Instant::now();
             let report = run_load(
                 &servers,
@@ -123,6 +126,11 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
             )
             .await?;
             wait_for_arrivals(&arrivals, report.accepted).await;
+            let counters_after = read_counters(&database, &servers).await?;
+            costs.push((
+                format!("end to end, {host_count} host(s), {connections} connections"),
+                CostSplit::between(&counters_before, &counters_after, report.accepted),
+            ));
             // The peak over the run and its deliveries.
             let peak_rss = servers
                 .iter()
@@ -153,6 +161,12 @@ pub async fn bench_e2e(options: IngestBenchOptions) -> anyhow::Result<()> {
         drop(hosts);
         drop(database);
     }
+    println!();
+    println!(
+        "cost per delivered webhook in the runs above (ingest and delivery); the load generator's CPU includes the receiver's, \
+         which runs in its process; columns as in the ingest cost table."
+    );
+    print_cost_table(&costs);
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::cost::{CostSplit, print_cost_table, read_counters};
 use crate::database::{count_events, open_bench_database, prefill_events};
 use crate::hosts::{start_host, warm_compile_cache};
 use crate::load::{
@@ -110,6 +111,7 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let warmup = |server: &'static str, index: usize| format!("{run_id}-warmup-{server}-{index}");
     let mut results: Vec<(i64, LoadReport, LoadReport)> = Vec::new();
+    let mut costs = Vec::new();
     for (index, &(connections, requests)) in runs.iter().enumerate() {
         let (host_clients, bare_clients) = (clients(connections)?, clients(connections)?);
         for (name, server, clients) in
@@ -126,6 +128,7 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             .await?;
         }
         let events_before = count_events(&database.url).await?;
+        let counters_before = read_counters(&database, &[host]).await?;
         let host_report = run_load(
             &[host],
             &host_clients,
@@ -135,6 +138,11 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
             None,
         )
         .await?;
+        let counters_after = read_counters(&database, &[host]).await?;
+        costs.push((
+            format!("ingest, {connections} connections"),
+            CostSplit::between(&counters_before, &counters_after, host_report.accepted),
+        ));
         let bare_report = run_load(
             &[bare],
             &bare_clients,
@@ -159,6 +167,14 @@ pub async fn bench_ingest(options: IngestBenchOptions) -> anyhow::Result<()> {
         mebibytes(bare_rest_rss),
     );
     print_ingest_table(&results);
+    println!();
+    println!(
+        "cost per accepted webhook in the runs above (host without its worker: the jobs are written, not delivered); \
+         PostgreSQL CPU is the postmaster's and all its processes' from /proc; WAL from pg_current_wal_lsn(); \
+         statements sent from pg_stat_statements (each one round trip: sqlx sends a prepared statement's bind and execute together), nested ones are those PostgreSQL ran inside them (foreign key checks); \
+         transactions are the COMMITs sent."
+    );
+    print_cost_table(&costs);
 
     if options.prefill_events == 0 {
         return Ok(());

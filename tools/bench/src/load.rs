@@ -62,7 +62,7 @@ impl LoadReport {
 }
 
 /// CPU time (user + system) a process has used so far, from /proc.
-fn process_cpu_time(pid: u32) -> Duration {
+pub fn process_cpu_time(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };

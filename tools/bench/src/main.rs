@@ -14,6 +14,7 @@
 //! one database, delivering to a receiver inside the load generator, and reports deliveries/s
 //! and webhook-to-delivery latency.
 
+mod cost;
 mod database;
 mod e2e;
 mod hosts;
