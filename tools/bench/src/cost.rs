@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::database::{BenchDatabase, bench_pool};
-use crate::load::{Server, process_cpu_time};
+use crate::load::{Server, process_cpu_time, stat_ticks};
 
 /// The counters at one moment.
 #[derive(Clone, Debug)]
@@ -62,32 +62,16 @@ fn postgres_cpu_time(postmaster: u32) -> Duration {
     total
 }
 
-/// Fields of /proc/<pid>/stat after the parenthesized command name.
-fn stat_fields(pid: u32) -> Vec<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    after_name.split_whitespace().map(str::to_owned).collect()
-}
-
+/// The parent of a process (field 4 of /proc/<pid>/stat).
 fn parent_pid(pid: u32) -> Option<u32> {
-    stat_fields(pid).get(1)?.parse().ok()
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// cutime + cstime (fields 16 and 17): CPU of the children the process waited for.
 fn children_cpu_time(pid: u32) -> Duration {
-    let ticks: u64 = stat_fields(pid)
-        .get(13..15)
-        .map(|pair| {
-            pair.iter()
-                .filter_map(|field| field.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0);
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    Duration::from_secs_f64(ticks as f64 / ticks_per_second)
+    stat_ticks(pid, 13..15)
 }
 
 /// Reads every counter. Transactions are counted as the `COMMIT`s in `pg_stat_statements`,

@@ -63,16 +63,23 @@ impl LoadReport {
 
 /// CPU time (user + system) a process has used so far, from /proc.
 pub fn process_cpu_time(pid: u32) -> Duration {
+    // utime and stime are fields 14 and 15 of /proc/<pid>/stat.
+    stat_ticks(pid, 11..13)
+}
+
+/// The sum of some clock-tick fields of /proc/<pid>/stat, counted from the first field after
+/// the parenthesized command name (field 3), as a duration; zero for a process that is gone.
+pub fn stat_ticks(pid: u32, fields: std::ops::Range<usize>) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };
-    // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|pair| {
-            pair.iter()
+    let values: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = values
+        .get(fields)
+        .map(|chosen| {
+            chosen
+                .iter()
                 .filter_map(|field| field.parse::<u64>().ok())
                 .sum()
         })
