@@ -8,8 +8,13 @@ use crate::model::destination::{
 };
 use crate::signature::Secret;
 use crate::store::error::{Context, StoreError};
-use crate::store::retention::DESTINATION_DELETION_GUARD_LOCK;
 use crate::store::secrets::{self, Change, SecretOwner, WriteMode};
+
+/// The advisory lock that every ingest batch writing delivery jobs holds shared, and that the
+/// deletion of a destination takes exclusively: the deletion then sees every job written for
+/// the destination, and no batch writes one after it (jobs have no foreign key to their
+/// destination, which cost a lookup and a row lock per job; see migration 0009).
+pub const DESTINATION_DELETION_GUARD_LOCK: i64 = 0x7768_5f64_6573_7464;
 
 /// Writes a destination's settings in `transaction`; `false` when `mode` refused the write.
 async fn write_destination_settings(

@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use crate::model::events::NormalizedEvent;
 use crate::model::ingest::{IngestOutcome, IngestWrite, RawRequest};
+use crate::store::destinations::DESTINATION_DELETION_GUARD_LOCK;
 use crate::store::error::{Context, StoreError};
 use crate::store::ingest::plan::{BatchPlan, DedupeKey};
-use crate::store::retention::DESTINATION_DELETION_GUARD_LOCK;
 use crate::store::text::{postgres_text, postgres_text_array};
 
 /// Stores a batch of writes in one transaction and says what became of each: claims the
@@ -320,13 +320,15 @@ async fn insert_jobs(
     if job_rows.is_empty() {
         return Ok(());
     }
-    // Taken before the insert, so that its snapshot is later than any destination deletion
-    // that held the guard: no job is written for a destination deleted with its jobs.
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+    // The guard is taken before the insert, so that the insert's snapshot is later than any
+    // destination deletion that held it: no job is written for a destination deleted with its
+    // jobs. The notification rides in the same statement (it is sent only at commit, and wakes
+    // the delivery workers then), so the guard costs no round trip of its own.
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1), pg_notify('wasmhook_jobs', '')")
         .bind(DESTINATION_DELETION_GUARD_LOCK)
         .execute(&mut *transaction)
         .await
-        .context("taking the destination deletion guard")?;
+        .context("taking the destination deletion guard and notifying the workers")?;
     sqlx::query(
         "INSERT INTO delivery_jobs (id, event_row_id, destination_name, next_attempt_at, created_at)
          SELECT j.id, j.event_row_id, j.destination_name, $4, $4
@@ -342,11 +344,6 @@ async fn insert_jobs(
     .execute(&mut *transaction)
     .await
     .context("creating delivery jobs")?;
-    // Wakes the delivery workers as soon as this transaction commits.
-    sqlx::query("SELECT pg_notify('wasmhook_jobs', '')")
-        .execute(&mut *transaction)
-        .await
-        .context("notifying the workers")?;
     Ok(())
 }
 

@@ -17,12 +17,6 @@ pub const REPLAY_GUARD_LOCK: i64 = 0x7768_5f72_6570_6c61;
 /// whose deliveries all succeeded are still deleted while it runs.
 pub const QUARANTINE_REPLAY_GUARD_LOCK: i64 = 0x7768_5f71_7265_706c;
 
-/// The advisory lock that every ingest batch writing delivery jobs holds shared, and that the
-/// deletion of a destination takes exclusively: the deletion then sees every job written for
-/// the destination, and no batch writes one after it (jobs have no foreign key to their
-/// destination, which cost a lookup and a row lock per job; see migration 0009).
-pub const DESTINATION_DELETION_GUARD_LOCK: i64 = 0x7768_5f64_6573_7464;
-
 /// The end of a statement whose `doomed` names the requests to delete: deletes them with their
 /// events and the events' jobs (and, through their foreign key, the jobs' attempts), in one
 /// statement, since events and jobs have no foreign key to cascade from.
